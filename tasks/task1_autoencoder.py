@@ -1,0 +1,133 @@
+"""Task 1: a convolutional autoencoder to a d = 12 latent, trained with mean L1 loss.
+
+Story: load MNIST -> train Encoder(FC to d) + Decoder -> evaluate train/test L1 -> plot
+reconstructions and curves -> explore (a) FC vs conv-only at the coarsest level and (b) the
+latent size d -> save checkpoint and results/task1_autoencoder.json.
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python tasks/...` from anywhere
+
+import torch
+from torch import nn
+
+import plots
+from data import load_mnist, subset
+from models import Decoder, Encoder, count_parameters
+from train import (base_parser, environment, evaluate, fit, out_dirs, pick_device, positive_int, run_main,
+                   save_checkpoint, seed_everything, write_json)
+
+NAME = "task1_autoencoder"
+SWEEP_DIMS = (2, 4, 8, 12, 16, 32)
+
+
+def parse_args(argv=None):
+    p = base_parser(__doc__.splitlines()[0], epochs=20, batch_size=128, lr=1e-2)
+    p.add_argument("--latent-dim", type=positive_int, default=12, help="latent size d (default: 12)")
+    p.add_argument("--channels", type=positive_int, nargs=2, default=[16, 32],
+                   help="conv channels at 14x14 and 7x7 (default: 16 32)")
+    p.add_argument("--explore-epochs", type=int, default=4,
+                   help="epochs of each exploration run (FC ablation, latent sweep); 0 skips it (default: 4)")
+    args = p.parse_args(argv)
+    if args.explore_epochs < 0:
+        p.error("--explore-epochs must be >= 0")
+    if args.quick:
+        args.epochs, args.explore_epochs = 1, min(args.explore_epochs, 1)
+    return args
+
+
+def build(latent_dim: int, channels, fc: bool = True) -> nn.Sequential:
+    return nn.Sequential(Encoder(latent_dim, channels, fc), Decoder(latent_dim, channels, fc))
+
+
+def train_autoencoder(args, train, test, device, *, latent_dim, fc, epochs, label=""):
+    """Seed, build and train one AE; return (model, history, final metrics)."""
+    generator = seed_everything(args.seed)
+    model = build(latent_dim, args.channels, fc)
+    history = fit(model, train, test, objective="l1", epochs=epochs, batch_size=args.batch_size, lr=args.lr,
+                  device=device, generator=generator, label=label)
+    final = {
+        "latent_dim": latent_dim,
+        "fc": fc,
+        "test_l1": history[-1]["test_loss"],
+        "train_l1": evaluate(model, *train, "l1", device)["loss"],  # clean eval-mode pass
+        "train_seconds": history[-1]["seconds"],
+        "epochs": epochs,
+        "parameters": count_parameters(model),
+    }
+    return model, history, final
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    dirs = out_dirs(args)
+    device = pick_device(args.device)
+    config = vars(args) | {"channels": list(args.channels)}
+
+    # Data: loaded once, float32 in [0, 1]
+    train = load_mnist(args.data_dir, train=True)
+    test = load_mnist(args.data_dir, train=False)
+    if args.quick:
+        train, test = subset(*train, 2000), subset(*test, 500)
+    print(f"MNIST: {len(train[0])} train, {len(test[0])} test images; device {device}")
+
+    # Main model: Encoder with FC to d, Decoder; mean L1 loss
+    model, history, final = train_autoencoder(args, train, test, device, latent_dim=args.latent_dim, fc=True,
+                                              epochs=args.epochs, label="AE ")
+    encoder, decoder = model
+    print(f"AE d={args.latent_dim}: test L1 {final['test_l1']:.4f}, train L1 {final['train_l1']:.4f}, "
+          f"{final['train_seconds']:.0f}s")
+    arch = {"latent_dim": args.latent_dim, "channels": list(args.channels), "fc": True}
+    save_checkpoint(dirs["checkpoints"] / f"{NAME}.pt", {"encoder": encoder, "decoder": decoder}, arch)
+
+    # Figures: test inputs vs reconstructions, learning curves
+    x_show = test[0][:24]
+    with torch.no_grad():
+        recon = model.eval()(x_show.to(device)).cpu()
+    plots.image_rows({"input": x_show, f"AE (d={args.latent_dim})": recon},
+                     dirs["figures"] / f"{NAME}_reconstructions.png",
+                     f"Task 1: test digits and their reconstructions (test L1 {final['test_l1']:.4f})", per_row=12)
+    plots.history_curves(history, dirs["figures"] / f"{NAME}_curves.png", "Task 1 autoencoder (mean L1)")
+
+    # Exploration: (a) FC vs conv-only at d=12, (b) latent size sweep; same short schedule for all
+    exploration = {}
+    if args.explore_epochs:
+        e, c2 = args.explore_epochs, args.channels[1]
+        runs = {}
+        for d in SWEEP_DIMS:
+            runs[("fc", d)] = train_autoencoder(args, train, test, device, latent_dim=d, fc=True, epochs=e,
+                                                label=f"sweep d={d} ")
+        runs[("conv", 12)] = train_autoencoder(args, train, test, device, latent_dim=12, fc=False, epochs=e,
+                                               label="conv-only d=12 ")
+        fc_run, conv_run = runs[("fc", 12)], runs[("conv", 12)]
+        exploration = {
+            "epochs": e,
+            "fc_ablation": {
+                "with_fc": fc_run[2],
+                "conv_only": conv_run[2] | {"how": f"two more stride-2 convs instead of the FC: {c2}x7x7 -> "
+                                                  f"{c2}x4x4 -> 3x2x2 = 12 numbers; the decoder mirrors "
+                                                  f"them with stride-2 transposed convs"},
+            },
+            "latent_sweep": [runs[("fc", d)][2] for d in SWEEP_DIMS],
+        }
+        with torch.no_grad():
+            rows = {"input": x_show[:12]}
+            for key, name in ((("fc", 12), "with FC"), (("conv", 12), "conv-only")):
+                rows[f"{name} (L1 {runs[key][2]['test_l1']:.3f})"] = runs[key][0].eval()(x_show[:12].to(device)).cpu()
+        plots.image_rows(rows, dirs["figures"] / f"{NAME}_fc_ablation.png",
+                         f"FC layer at the coarsest level vs conv-only, d = 12, {e} epochs each")
+        plots.xy_curve(list(SWEEP_DIMS), {"test L1": [r["test_l1"] for r in exploration["latent_sweep"]]},
+                       dirs["figures"] / f"{NAME}_latent_sweep.png", "latent size d", "test mean L1",
+                       f"Test L1 against latent size ({e} epochs each)", logx=True)
+    final["exploration"] = exploration
+
+    write_json(dirs["results"] / f"{NAME}.json", {
+        "config": config, "architecture": arch, "history": history, "final": final,
+        "environment": environment(device),
+    })
+    print(f"wrote {dirs['results'] / f'{NAME}.json'}")
+
+
+if __name__ == "__main__":
+    run_main(main)
