@@ -1,0 +1,53 @@
+"""Shared fixtures: a tiny synthetic MNIST written in torchvision's layout (tests never download)."""
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tasks"))
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write an IDX file (the MNIST format): magic 0x08 (uint8) + ndim, big-endian sizes, data."""
+    with open(path, "wb") as f:
+        f.write(struct.pack(">HBB", 0, 0x08, array.ndim))
+        f.write(struct.pack(f">{array.ndim}I", *array.shape))
+        f.write(array.astype(np.uint8).tobytes())
+
+
+def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """n 28x28 uint8 images whose class (0..9) is a bright bar at a class-dependent position."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n)
+    images = (rng.random((n, 28, 28)) * 40).astype(np.uint8)
+    for i, c in enumerate(labels):
+        images[i, 4 + 2 * c:7 + 2 * c, 6:22] = 255
+    return images, labels
+
+
+def make_mnist(root: Path, n_train: int = 300, n_test: int = 100) -> Path:
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for prefix, n, seed in (("train", n_train, 0), ("t10k", n_test, 1)):
+        images, labels = synthetic_digits(n, seed)
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
+    return root
+
+
+@pytest.fixture(scope="session")
+def mnist_root(tmp_path_factory) -> Path:
+    return make_mnist(tmp_path_factory.mktemp("mnist"))
+
+
+def run_task(script: str, *args, check: bool = True, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    """Run tasks/<script> as a user would, from the repo root, with downloads forbidden."""
+    env = os.environ | {"MNIST_DOWNLOAD": "0", "PYTHONUNBUFFERED": "1"} | (env_extra or {})
+    return subprocess.run([sys.executable, str(REPO / "tasks" / script), *map(str, args)], cwd=REPO, env=env,
+                          capture_output=True, text=True, check=check, timeout=600)
