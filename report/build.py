@@ -1,0 +1,105 @@
+"""Build ex2.pdf from report/ex2.typ, results/*.json and figures/, and refresh the README's results table.
+
+    python report/build.py                       # ex2.pdf at the repo root + README table
+    python report/build.py --out-dir runs/quick  # report of a scratch run, into runs/quick/ex2.pdf
+"""
+import argparse
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from models import MLP, Decoder, Encoder, count_parameters  # noqa: E402
+from train import UserError, atomic_path, read_json, run_main, write_json  # noqa: E402
+
+TASKS = ("task1_autoencoder", "task2_classifier", "task3_classifier_decoding", "task4_few_shot",
+         "task5_transfer_learning")
+README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def write_architecture(results: Path) -> None:
+    """Parameter counts of the modules as Task 1/2 build them (read by the report)."""
+    t1 = read_json(results / "task1_autoencoder.json")["architecture"]
+    t2 = read_json(results / "task2_classifier.json")["architecture"]
+    d, ch = t1["latent_dim"], tuple(t1["channels"])
+    mlp = MLP(t2["latent_dim"], t2["hidden"])
+    write_json(results / "architecture.json", {
+        "encoder": {"latent_dim": d, "channels": list(ch), "parameters": count_parameters(Encoder(d, ch))},
+        "decoder": {"parameters": count_parameters(Decoder(d, ch))},
+        "encoder_conv_only": {"parameters": count_parameters(Encoder(d, ch, fc=False))},
+        "mlp": {"hidden": t2["hidden"], "dropout": mlp.net[2].p, "parameters": count_parameters(mlp)},
+        "classifier_parameters": count_parameters(Encoder(t2["latent_dim"], tuple(t2["channels"]))) +
+                                 count_parameters(mlp),
+    })
+
+
+def results_table(results: Path) -> str:
+    """The README's table of headline numbers, generated from results/*.json."""
+    r = {name: read_json(results / f"{name}.json")["final"] for name in TASKS}
+    t1, t2, t3, t4, t5 = (r[n] for n in TASKS)
+    pct = lambda x: f"{100 * x:.2f}%"  # noqa: E731
+    rows = [
+        ("Task 1: autoencoder, d = 12, test L1", f"{t1['test_l1']:.4f}", "<= 0.030", f"{t1['train_seconds']:.0f} s"),
+        ("Task 2: classifier, test accuracy", pct(t2["test_accuracy"]), ">= 99.4%", f"{t2['train_seconds']:.0f} s"),
+        ("Task 3: frozen classifier encoder + decoder, test L1", f"{t3['test_l1']:.4f}",
+         f"(Task 1: {t3['task1_ae_test_l1']:.4f})", f"{t3['train_seconds']:.0f} s"),
+        ("Task 4: 100 labels, random init, test accuracy (5 seeds)",
+         f"{pct(t4['test_accuracy_mean'])} ± {pct(t4['test_accuracy_std'])}", ">= 65%",
+         f"{t4['train_seconds_mean']:.0f} s per seed"),
+        ("Task 5: 100 labels, AE encoder, test accuracy (5 seeds)",
+         f"{pct(t5['test_accuracy_mean'])} ± {pct(t5['test_accuracy_std'])}", ">= 85%",
+         f"{t5['train_seconds_mean']:.0f} s per seed"),
+    ]
+    lines = ["| result | measured | target | training time |", "| --- | --- | --- | --- |"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    return "\n".join(lines)
+
+
+def update_readme(results: Path) -> None:
+    readme = REPO / "README.md"
+    text = readme.read_text()
+    start, end = text.index(README_START) + len(README_START), text.index(README_END)
+    with atomic_path(readme) as tmp:
+        tmp.write_text(text[:start] + "\n" + results_table(results) + "\n" + text[end:])
+
+
+def build_pdf(out_dir: Path, output: Path, names: str | None = None) -> None:
+    import typst
+
+    results, figures = out_dir / "results", out_dir / "figures"
+    for name in TASKS:
+        if not (results / f"{name}.json").is_file():
+            raise UserError(f"{results / name}.json not found; run tasks/{name}.py (or python reproduce.py) first")
+    write_architecture(results)
+    source = REPO / "report" / "ex2.typ"
+    root = Path(os.path.commonpath([source, results, figures]))  # Typst reads files only below its root
+    inputs = {"results": "/" + results.relative_to(root).as_posix(), "figures": "/" + figures.relative_to(root).as_posix()}
+    if names:
+        inputs["names"] = names
+    with atomic_path(output) as tmp:
+        try:
+            typst.compile(str(source), output=str(tmp), root=str(root), sys_inputs=inputs)
+        except typst.TypstError as exc:
+            raise UserError(f"{source} did not compile: {str(exc).splitlines()[0]}") from None
+    print(f"wrote {output}")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="Build ex2.pdf (and the README's results table) from the results.")
+    p.add_argument("--out-dir", default=None, help="folder with results/ and figures/ (default: the repo root)")
+    p.add_argument("--output", default=None, help="the PDF to write (default: <out-dir>/ex2.pdf)")
+    p.add_argument("--names", default=None,
+                   help='the title block, e.g. "Ada Lovelace (alovelace), Alan Turing (aturing)" '
+                        "(default: placeholders)")
+    args = p.parse_args(argv)
+    out_dir = Path(args.out_dir).resolve() if args.out_dir else REPO
+    build_pdf(out_dir, Path(args.output).resolve() if args.output else out_dir / "ex2.pdf", args.names)
+    if out_dir == REPO:
+        update_readme(out_dir / "results")
+        print("updated the results table in README.md")
+
+
+if __name__ == "__main__":
+    run_main(main)
