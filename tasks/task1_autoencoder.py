@@ -5,6 +5,7 @@ reconstructions and curves -> explore (a) FC vs conv-only at the coarsest level 
 latent size d -> save checkpoint and results/task1_autoencoder.json.
 """
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python tasks/...` from anywhere
@@ -60,6 +61,7 @@ def train_autoencoder(args, train, test, device, *, latent_dim, fc, epochs, labe
 
 
 def main(argv=None):
+    started = time.perf_counter()
     args = parse_args(argv)
     dirs = out_dirs(args)
     device = pick_device(args.device)
@@ -124,7 +126,7 @@ def main(argv=None):
 
     write_json(dirs["results"] / f"{NAME}.json", {
         "config": config, "architecture": arch, "history": history, "final": final,
-        "environment": environment(device),
+        "environment": environment(device, started),
     })
     print(f"wrote {dirs['results'] / f'{NAME}.json'}")
 

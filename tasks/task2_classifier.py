@@ -5,6 +5,7 @@ evaluate train/test loss and accuracy -> plot the curves -> save checkpoint and
 results/task2_classifier.json.
 """
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python tasks/...` from anywhere
@@ -61,6 +62,7 @@ def architecture(args) -> dict:
 
 
 def main(argv=None):
+    started = time.perf_counter()
     args = parse_args(argv)
     dirs = out_dirs(args)
     device = pick_device(args.device)
@@ -80,7 +82,7 @@ def main(argv=None):
     plots.history_curves(history, dirs["figures"] / f"{NAME}_curves.png", "Task 2 classifier (cross-entropy)")
     write_json(dirs["results"] / f"{NAME}.json", {
         "config": vars(args), "architecture": architecture(args), "history": history, "final": final,
-        "environment": environment(device),
+        "environment": environment(device, started),
     })
     print(f"wrote {dirs['results'] / f'{NAME}.json'}")
 

@@ -8,6 +8,7 @@ linear-probe accuracy on the codes, within-class variability of the reconstructi
 -> results/task3_classifier_decoding.json.
 """
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python tasks/...` from anywhere
@@ -123,6 +124,7 @@ def pca_2d(z: torch.Tensor) -> torch.Tensor:
 
 
 def main(argv=None):
+    started = time.perf_counter()
     args = parse_args(argv)
     dirs = out_dirs(args)
     device = pick_device(args.device)
@@ -215,7 +217,7 @@ def main(argv=None):
     plots.history_curves(history, dirs["figures"] / f"{NAME}_curves.png", "Task 3 decoder on frozen classifier codes")
     write_json(dirs["results"] / f"{NAME}.json", {
         "config": vars(args), "architecture": arch, "history": history, "final": final,
-        "environment": environment(device),
+        "environment": environment(device, started),
     })
     print(f"wrote {dirs['results'] / f'{NAME}.json'}")
     if not unchanged:

@@ -7,6 +7,7 @@ lowest test loss and the train/test accuracy gap (over-fitting) -> mean-and-band
 training time -> results/task4_few_shot.json.
 """
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python tasks/...` from anywhere
@@ -99,6 +100,7 @@ def report(name: str, final: dict, epochs: int) -> None:
 
 
 def main(argv=None):
+    started = time.perf_counter()
     args = parse_args(argv)
     dirs = out_dirs(args)
     device = pick_device(args.device)
@@ -113,7 +115,7 @@ def main(argv=None):
                     f"Task 4: 100 labelled images, {args.seeds} seeds (mean, min-max band)", x_key="epoch")
     write_json(dirs["results"] / f"{NAME}.json", {
         "config": vars(args) | {"train_indices": f"0..{FEW_SHOT_SIZE - 1}"},
-        "histories": histories, "final": final, "environment": environment(device),
+        "histories": histories, "final": final, "environment": environment(device, started),
     })
     print(f"wrote {dirs['results'] / f'{NAME}.json'}")
 

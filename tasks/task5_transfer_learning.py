@@ -6,6 +6,7 @@ equal), a freshly initialised MLP, and fine-tune both -> compare test loss and a
 Task 4 against training time -> results/task5_transfer_learning.json.
 """
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python tasks/...` from anywhere
@@ -20,6 +21,7 @@ NAME = "task5_transfer_learning"
 
 
 def main(argv=None):
+    started = time.perf_counter()
     args = task4_few_shot.parse_args(argv, doc=__doc__)  # same flags and schedule as Task 4
     dirs = out_dirs(args)
     device = pick_device(args.device)
@@ -51,7 +53,7 @@ def main(argv=None):
                     f"100 labelled images, {args.seeds} seeds (mean, min-max band)")
     write_json(dirs["results"] / f"{NAME}.json", {
         "config": vars(args) | {"train_indices": "0..99", "init_encoder": "checkpoints/task1_autoencoder.pt"},
-        "histories": histories, "final": final, "environment": environment(device),
+        "histories": histories, "final": final, "environment": environment(device, started),
     })
     print(f"wrote {dirs['results'] / f'{NAME}.json'}")
     if not final["encoder_started_from_ae"]:
