@@ -27,10 +27,18 @@ def parse_args(argv=None, doc: str = __doc__):
     p = base_parser(doc.splitlines()[0], epochs=30, batch_size=10, lr=1e-3)
     p.add_argument("--seeds", type=positive_int, default=5,
                    help="number of seeds, --seed, --seed+1, ... (default: 5)")
+    p.add_argument("--augment-shift", type=int, choices=range(0, 5), default=0,
+                   help="extra, not the exercise's plain set-up: random shifts of the 100 training images by up "
+                        "to this many pixels; outputs are named *_augmented (default: 0 = off)")
     args = p.parse_args(argv)
     if args.quick:
         args.epochs, args.seeds = 2, 2
     return args
+
+
+def run_name(base: str, args) -> str:
+    """Output name: the plain set-up keeps the task's name, the augmented extra gets a suffix."""
+    return f"{base}_augmented" if args.augment_shift else base
 
 
 def load_data(args):
@@ -60,6 +68,7 @@ def run_seeds(args, train, test, device, init_encoder: dict | None = None, label
             starts_equal = all(torch.equal(v, model[0].state_dict()[k]) for k, v in init_encoder.items())
         history = fit(model, train, test, objective="ce", epochs=args.epochs, batch_size=args.batch_size,
                       lr=args.lr, device=device, generator=generator, schedule="constant", eval_train=True,
+                      augment_shift=args.augment_shift,
 
                       label=f"{label}seed {seed} ")
         best = min(history, key=lambda r: r["test_loss"])
@@ -109,15 +118,17 @@ def main(argv=None):
     histories, final = run_seeds(args, train, test, device, label="scratch ")
     report("Task 4 (from scratch)", final, args.epochs)
 
-    plots.mean_band({"from scratch": histories}, dirs["figures"] / f"{NAME}_curves.png",
-                    f"Task 4: 100 labelled images, {args.seeds} seeds (mean, min-max band)")
-    plots.mean_band({"from scratch": histories}, dirs["figures"] / f"{NAME}_curves_epochs.png",
-                    f"Task 4: 100 labelled images, {args.seeds} seeds (mean, min-max band)", x_key="epoch")
-    write_json(dirs["results"] / f"{NAME}.json", {
+    name = run_name(NAME, args)
+    title = f"Task 4: 100 labelled images{', shifted' if args.augment_shift else ''}, {args.seeds} seeds"
+    plots.mean_band({"from scratch": histories}, dirs["figures"] / f"{name}_curves.png",
+                    f"{title} (mean, min-max band)")
+    plots.mean_band({"from scratch": histories}, dirs["figures"] / f"{name}_curves_epochs.png",
+                    f"{title} (mean, min-max band)", x_key="epoch")
+    write_json(dirs["results"] / f"{name}.json", {
         "config": vars(args) | {"train_indices": f"0..{FEW_SHOT_SIZE - 1}"},
         "histories": histories, "final": final, "environment": environment(device, started),
     })
-    print(f"wrote {dirs['results'] / f'{NAME}.json'}")
+    print(f"wrote {dirs['results'] / f'{name}.json'}")
 
 
 if __name__ == "__main__":

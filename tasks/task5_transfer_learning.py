@@ -30,13 +30,16 @@ def main(argv=None):
     # Task 1's encoder, and Task 4's runs to compare with (each trained first if missing)
     ae_ckpt = load_or_train(dirs["checkpoints"] / "task1_autoencoder.pt", task1_autoencoder,
                             upstream_flags(args) + ["--explore-epochs", "0"], expected_architecture(task1_autoencoder))
-    task4_path = dirs["results"] / "task4_few_shot.json"
+    name = task4_few_shot.run_name(NAME, args)
+    task4_path = dirs["results"] / f"{task4_few_shot.run_name('task4_few_shot', args)}.json"
     if not task4_path.is_file():
         print(f"{task4_path} not found; running task4_few_shot.py first")
         task4_few_shot.main(upstream_flags(args) + ["--epochs", str(args.epochs), "--seeds", str(args.seeds),
-                                                     "--batch-size", str(args.batch_size), "--lr", str(args.lr)])
+                                                     "--batch-size", str(args.batch_size), "--lr", str(args.lr),
+                                                     "--augment-shift", str(args.augment_shift)])
     task4 = read_json(task4_path)
-    differs = [k for k in ("epochs", "batch_size", "lr", "seed", "seeds") if task4["config"][k] != getattr(args, k)]
+    same_schedule = ("epochs", "batch_size", "lr", "seed", "seeds", "augment_shift")
+    differs = [k for k in same_schedule if task4["config"].get(k) != getattr(args, k)]
     if differs:
         print(f"warning: Task 4 was run with other {', '.join(differs)}; the comparison is not like for like")
 
@@ -49,13 +52,14 @@ def main(argv=None):
     print(f"encoder started from Task 1's AE weights: {final['encoder_started_from_ae']}")
 
     plots.mean_band({"Task 4: random init": task4["histories"], "Task 5: AE encoder": histories},
-                    dirs["figures"] / f"{NAME}_vs_task4.png",
-                    f"100 labelled images, {args.seeds} seeds (mean, min-max band)")
-    write_json(dirs["results"] / f"{NAME}.json", {
+                    dirs["figures"] / f"{name}_vs_task4.png",
+                    f"100 labelled images{', shifted' if args.augment_shift else ''}, {args.seeds} seeds "
+                    f"(mean, min-max band)")
+    write_json(dirs["results"] / f"{name}.json", {
         "config": vars(args) | {"train_indices": "0..99", "init_encoder": "checkpoints/task1_autoencoder.pt"},
         "histories": histories, "final": final, "environment": environment(device, started),
     })
-    print(f"wrote {dirs['results'] / f'{NAME}.json'}")
+    print(f"wrote {dirs['results'] / f'{name}.json'}")
     if not final["encoder_started_from_ae"]:
         raise SystemExit("error: the encoder did not start from Task 1's weights")
 

@@ -87,3 +87,15 @@ def test_task3_trains_missing_prerequisites(mnist_root, tmp_path):
     assert "task2_classifier.pt not found; training it with task2_classifier.py first" in out.stdout
     assert "task1_autoencoder.pt not found; training it with task1_autoencoder.py first" in out.stdout
     assert _final(tmp_path, "task3_classifier_decoding")["encoder_unchanged"] is True
+
+
+def test_augmented_extra_has_its_own_outputs(chain, mnist_root):
+    out, _ = chain
+    plain = (out / "results" / "task5_transfer_learning.json").read_bytes()
+    for script in ("task4_few_shot.py", "task5_transfer_learning.py"):
+        run_task(script, "--quick", "--augment-shift", "1", "--device", "cpu", "--data-dir", mnist_root,
+                 "--out-dir", out)
+    res = json.loads((out / "results" / "task5_transfer_learning_augmented.json").read_text())
+    assert res["config"]["augment_shift"] == 1 and res["final"]["encoder_started_from_ae"] is True
+    assert (out / "figures" / "task5_transfer_learning_augmented_vs_task4.png").exists()
+    assert (out / "results" / "task5_transfer_learning.json").read_bytes() == plain
