@@ -71,7 +71,7 @@ def bars(groups: dict[str, list[float]], labels: list[str], path, ylabel: str, t
     """Grouped bar chart: one bar per (label, group); values written on the bars."""
     x = np.arange(len(labels))
     width = 0.8 / len(groups)
-    fig, ax = plt.subplots(figsize=(max(4.5, 0.6 * len(labels) * len(groups) + 2), 3.8))
+    fig, ax = plt.subplots(figsize=(min(9.0, max(4.5, 0.45 * len(labels) * len(groups) + 2)), 3.8))
     for i, (name, values) in enumerate(groups.items()):
         b = ax.bar(x + (i - (len(groups) - 1) / 2) * width, values, width, label=name)
         if len(labels) * len(groups) <= 6:
@@ -116,11 +116,12 @@ def mean_band(runs: dict[str, list[list[dict]]], path, title: str, x_key: str = 
                 ax.plot(x, y.mean(0), style, color=color, label=f"{name} {split}")
                 ax.fill_between(x, y.min(0), y.max(0), color=color, alpha=0.15 if split == "test" else 0.07)
     xlabel = "training time (s)" if x_key == "seconds" else x_key
-    axes[0].set(xlabel=xlabel, ylabel="cross-entropy loss", yscale="log", title=f"{title}: loss")
-    axes[1].set(xlabel=xlabel, ylabel="accuracy %", title=f"{title}: accuracy")
+    axes[0].set(xlabel=xlabel, ylabel="cross-entropy loss (log scale)", yscale="log", title="loss")
+    axes[1].set(xlabel=xlabel, ylabel="accuracy %", title="accuracy")
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=11)
     _save(fig, path)
 
 
