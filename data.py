@@ -67,6 +67,15 @@ def load_mnist(data_dir=None, train: bool = True) -> tuple[torch.Tensor, torch.T
     return images.unsqueeze(1).float().div_(255.0), labels.long()
 
 
+def load_splits(data_dir=None, quick: bool = False):
+    """(train, test), each (images, labels); quick keeps the first 2000 train and 500 test images."""
+    train, test = load_mnist(data_dir, train=True), load_mnist(data_dir, train=False)
+    if quick:
+        train, test = subset(*train, 2000), subset(*test, 500)
+    print(f"MNIST: {len(train[0])} train, {len(test[0])} test images")
+    return train, test
+
+
 def few_shot(images: torch.Tensor, labels: torch.Tensor, n: int = FEW_SHOT_SIZE):
     """The exercise's labelled subset: exactly the training examples torch.arange(n) = 0..n-1."""
     idx = torch.arange(n)

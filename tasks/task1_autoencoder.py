@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 import plots
-from data import load_mnist, subset
+from data import load_splits
 from models import Decoder, Encoder, count_parameters
 from train import (base_parser, environment, evaluate, fit, out_dirs, pick_device, positive_int, run_main,
                    save_checkpoint, seed_everything, write_json)
@@ -68,11 +68,7 @@ def main(argv=None):
     config = vars(args) | {"channels": list(args.channels)}
 
     # Data: loaded once, float32 in [0, 1]
-    train = load_mnist(args.data_dir, train=True)
-    test = load_mnist(args.data_dir, train=False)
-    if args.quick:
-        train, test = subset(*train, 2000), subset(*test, 500)
-    print(f"MNIST: {len(train[0])} train, {len(test[0])} test images; device {device}")
+    train, test = load_splits(args.data_dir, args.quick)
 
     # Main model: Encoder with FC to d, Decoder; mean L1 loss
     model, history, final = train_autoencoder(args, train, test, device, latent_dim=args.latent_dim, fc=True,

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python t
 from torch import nn
 
 import plots
-from data import load_mnist, subset
+from data import load_splits
 from models import MLP, Encoder, count_parameters
 from train import (base_parser, environment, evaluate, fit, out_dirs, pick_device, positive_int, run_main,
                    save_checkpoint, seed_everything, write_json)
@@ -67,11 +67,7 @@ def main(argv=None):
     dirs = out_dirs(args)
     device = pick_device(args.device)
 
-    train = load_mnist(args.data_dir, train=True)
-    test = load_mnist(args.data_dir, train=False)
-    if args.quick:
-        train, test = subset(*train, 2000), subset(*test, 500)
-    print(f"MNIST: {len(train[0])} train, {len(test[0])} test images; device {device}")
+    train, test = load_splits(args.data_dir, args.quick)
 
     model, history, final = train_classifier(args, train, test, device)
     encoder, mlp = model

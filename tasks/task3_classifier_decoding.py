@@ -20,7 +20,7 @@ from torch import nn
 import plots
 import task1_autoencoder
 import task2_classifier
-from data import load_mnist, subset
+from data import load_splits
 from models import Decoder, Encoder
 from train import (CheckpointError, base_parser, environment, evaluate, fit, load_checkpoint, out_dirs,
                    pick_device, read_json, run_main, save_checkpoint, seed_everything, write_json)
@@ -129,11 +129,7 @@ def main(argv=None):
     dirs = out_dirs(args)
     device = pick_device(args.device)
 
-    train = load_mnist(args.data_dir, train=True)
-    test = load_mnist(args.data_dir, train=False)
-    if args.quick:
-        train, test = subset(*train, 2000), subset(*test, 500)
-    print(f"MNIST: {len(train[0])} train, {len(test[0])} test images; device {device}")
+    train, test = load_splits(args.data_dir, args.quick)
 
     # The two trained encoders: Task 2's classifier (frozen here) and Task 1's autoencoder
     clf_path, ae_path = dirs["checkpoints"] / "task2_classifier.pt", dirs["checkpoints"] / "task1_autoencoder.pt"

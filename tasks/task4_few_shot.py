@@ -15,9 +15,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python t
 import torch
 
 import plots
-from data import FEW_SHOT_SIZE, few_shot, load_mnist, subset
+from data import FEW_SHOT_SIZE, few_shot, load_splits
 import task2_classifier
-from train import (base_parser, environment, evaluate, fit, out_dirs, pick_device, positive_int, run_main,
+from train import (base_parser, environment, fit, out_dirs, pick_device, positive_int, run_main,
                    seed_everything, write_json)
 
 NAME = "task4_few_shot"
@@ -43,10 +43,7 @@ def run_name(base: str, args) -> str:
 
 def load_data(args):
     """The 100 labelled training images (indices 0..99) and the full test set."""
-    train_full = load_mnist(args.data_dir, train=True)
-    test = load_mnist(args.data_dir, train=False)
-    if args.quick:
-        test = subset(*test, 500)
+    train_full, test = load_splits(args.data_dir, args.quick)
     train = few_shot(*train_full)
     print(f"{len(train[0])} labelled training images (indices 0..{FEW_SHOT_SIZE - 1}), labels per class "
           f"{torch.bincount(train[1], minlength=10).tolist()}; {len(test[0])} test images")
