@@ -105,8 +105,8 @@ def read_json(path: Path) -> dict:
 def save_checkpoint(path: Path, modules: dict[str, nn.Module], config: dict) -> None:
     """Save {'config': ..., 'state_dict': {name: module.state_dict()}} atomically."""
     state = {name: {k: v.detach().cpu() for k, v in m.state_dict().items()} for name, m in modules.items()}
-    with atomic_path(path) as tmp:
-        torch.save({"config": config, "state_dict": state}, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: same bytes for the same weights
+        torch.save({"config": config, "state_dict": state}, f)
 
 
 def load_checkpoint(path: Path, expect_config: dict | None = None) -> dict:
