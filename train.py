@@ -46,14 +46,10 @@ def seed_everything(seed: int) -> torch.Generator:
 
 def pick_device(name: str = "auto") -> torch.device:
     """'auto' picks cuda, then mps, then cpu; an explicit name that is not available is an error."""
+    mps = getattr(torch.backends, "mps", None)
+    available = {"cuda": torch.cuda.is_available(), "mps": bool(mps and mps.is_available()), "cpu": True}
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    available = {"cpu": True, "cuda": torch.cuda.is_available(),
-                 "mps": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())}
+        name = next(kind for kind, ok in available.items() if ok)
     if not available[name]:
         raise UserError(f"device '{name}' is not available here; use --device auto or cpu")
     return torch.device(name)

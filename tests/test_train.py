@@ -94,3 +94,13 @@ def test_help_states_every_default():
     for flag in ("--epochs", "--batch-size", "--lr", "--seed", "--device", "--data-dir", "--quick", "--latent-dim"):
         assert flag in out.stdout
     assert out.stdout.count("default") >= 10
+
+
+def test_device_choice():
+    from train import UserError, pick_device
+
+    assert pick_device("cpu").type == "cpu"
+    assert pick_device("auto").type in {"cuda", "mps", "cpu"}
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="not available"):
+            pick_device("cuda")
