@@ -25,7 +25,7 @@ def history_curves(history: list[dict], path, title: str) -> None:
     ax = axes[0, 0]
     ax.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
     ax.plot(epochs, [r["test_loss"] for r in history], "s-", label="test")
-    ax.set(xlabel="epoch", ylabel="loss", title=f"{title}: loss")
+    ax.set(xlabel="epoch", ylabel="loss (log scale)", yscale="log", title=f"{title}: loss")
     ax.legend()
     ax.grid(alpha=0.3)
     if has_acc:
@@ -48,8 +48,7 @@ def image_rows(rows: dict[str, "np.ndarray"], path, title: str, per_row: int | N
     rows = {k: np.asarray(v).reshape(-1, 28, 28) for k, v in rows.items()}
     n = len(next(iter(rows.values())))
     per_row = per_row or n
-    chunks = [(label if start == 0 else "", imgs[start:start + per_row])
-              for start in range(0, n, per_row) for label, imgs in rows.items()]
+    chunks = [(label, imgs[start:start + per_row]) for start in range(0, n, per_row) for label, imgs in rows.items()]
     fig, axes = plt.subplots(len(chunks), per_row, figsize=(per_row * 0.6 + 1.2, len(chunks) * 0.66 + 0.5),
                              squeeze=False)
     for r, (label, imgs) in enumerate(chunks):
