@@ -122,6 +122,33 @@ def load_checkpoint(path: Path, expect_config: dict | None = None) -> dict:
     return ckpt
 
 
+# ----------------------------------------------------------------------------- prerequisites of a task
+def upstream_flags(args) -> list[str]:
+    """The flags a prerequisite task is run with when its checkpoint is missing."""
+    flags = ["--seed", str(args.seed), "--device", args.device, "--out-dir", str(out_dirs(args)["results"].parent)]
+    if args.data_dir:
+        flags += ["--data-dir", args.data_dir]
+    return flags + (["--quick"] if args.quick else [])
+
+
+def load_or_train(path: Path, task_module, flags: list[str], expect: dict | None = None) -> dict:
+    """Load a prerequisite checkpoint; if it is missing or of another architecture, say so in
+    one line and train it with that task's own code first."""
+    try:
+        return load_checkpoint(path, expect)
+    except CheckpointError as exc:
+        print(f"{exc}; training it with {Path(task_module.__file__).name} first")
+        task_module.main(flags)
+        return load_checkpoint(path, expect)
+
+
+def expected_architecture(task_module) -> dict:
+    """The architecture a task builds with its default flags (checkpoints are compared to it)."""
+    args = task_module.parse_args([])
+    arch = {"latent_dim": args.latent_dim, "channels": list(args.channels), "fc": True}
+    return arch | ({"hidden": args.hidden} if hasattr(args, "hidden") else {})
+
+
 # ----------------------------------------------------------------------------- the training loop
 def objective_loss(objective: str, output: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """'l1': mean absolute error against the input image; 'ce': cross-entropy against the label."""

@@ -14,8 +14,8 @@ sys.path.insert(0, str(REPO))
 from models import MLP, Decoder, Encoder, count_parameters  # noqa: E402
 from train import UserError, atomic_path, read_json, run_main, write_json  # noqa: E402
 
-TASKS = ("task1_autoencoder", "task2_classifier", "task3_classifier_decoding", "task4_few_shot",
-         "task5_transfer_learning")
+from reproduce import TASKS  # noqa: E402  (the task scripts, in order)
+
 EXTRA = ("task4_few_shot_augmented", "task5_transfer_learning_augmented")
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 

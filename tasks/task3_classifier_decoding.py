@@ -22,8 +22,8 @@ import task1_autoencoder
 import task2_classifier
 from data import load_splits
 from models import Decoder, Encoder
-from train import (CheckpointError, base_parser, environment, evaluate, fit, load_checkpoint, out_dirs,
-                   pick_device, read_json, run_main, save_checkpoint, seed_everything, write_json)
+from train import (base_parser, environment, evaluate, expected_architecture, fit, load_or_train, out_dirs,
+                   pick_device, read_json, run_main, save_checkpoint, seed_everything, upstream_flags, write_json)
 
 NAME = "task3_classifier_decoding"
 
@@ -34,32 +34,6 @@ def parse_args(argv=None):
     if args.quick:
         args.epochs = 1
     return args
-
-
-def upstream_flags(args) -> list[str]:
-    """The flags a prerequisite task is run with when its checkpoint is missing."""
-    flags = ["--seed", str(args.seed), "--device", args.device, "--out-dir", str(out_dirs(args)["results"].parent)]
-    if args.data_dir:
-        flags += ["--data-dir", args.data_dir]
-    return flags + (["--quick"] if args.quick else [])
-
-
-def load_or_train(path: Path, task_module, flags: list[str], expect: dict | None = None) -> dict:
-    """Load a prerequisite checkpoint; if it is missing or of another architecture, say so in
-    one line and train it with that task's own code first."""
-    try:
-        return load_checkpoint(path, expect)
-    except CheckpointError as exc:
-        print(f"{exc}; training it with {Path(task_module.__file__).name} first")
-        task_module.main(flags)
-        return load_checkpoint(path, expect)
-
-
-def expected_architecture(task_module) -> dict:
-    """The architecture a task builds with its default flags (checkpoints are compared to it)."""
-    args = task_module.parse_args([])
-    arch = {"latent_dim": args.latent_dim, "channels": list(args.channels), "fc": True}
-    return arch | ({"hidden": args.hidden} if hasattr(args, "hidden") else {})
 
 
 @torch.no_grad()

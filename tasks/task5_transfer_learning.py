@@ -14,8 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python t
 import plots
 import task1_autoencoder
 import task4_few_shot
-from task3_classifier_decoding import expected_architecture, load_or_train, upstream_flags
-from train import environment, out_dirs, pick_device, read_json, run_main, write_json
+from train import (environment, expected_architecture, load_or_train, out_dirs, pick_device, read_json, run_main,
+                   upstream_flags, write_json)
 
 NAME = "task5_transfer_learning"
 
@@ -56,7 +56,7 @@ def main(argv=None):
                     f"100 labelled images{', shifted' if args.augment_shift else ''}, {args.seeds} seeds "
                     f"(mean, min-max band)")
     write_json(dirs["results"] / f"{name}.json", {
-        "config": vars(args) | {"train_indices": "0..99", "init_encoder": "checkpoints/task1_autoencoder.pt"},
+        "config": vars(args) | {"train_indices": f"0..{task4_few_shot.FEW_SHOT_SIZE - 1}", "init_encoder": "checkpoints/task1_autoencoder.pt"},
         "histories": histories, "final": final, "environment": environment(device, started),
     })
     print(f"wrote {dirs['results'] / f'{name}.json'}")

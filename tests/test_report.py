@@ -8,11 +8,9 @@ import pytest
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "report"))
-from build import README_END, README_START, results_table  # noqa: E402
+from build import README_END, README_START, TASKS, results_table  # noqa: E402
 
-HAVE_RESULTS = all((REPO / "results" / f"{t}.json").exists() for t in
-                   ("task1_autoencoder", "task2_classifier", "task3_classifier_decoding", "task4_few_shot",
-                    "task5_transfer_learning"))
+HAVE_RESULTS = all((REPO / "results" / f"{t}.json").exists() for t in TASKS)
 
 
 @pytest.mark.skipif(not HAVE_RESULTS, reason="the full runs' results are not committed yet")
