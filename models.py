@@ -1,29 +1,34 @@
-"""The three building blocks of every task: Encoder, Decoder and MLP.
+"""The three building blocks of every task: Encoder, Decoder and MLP, and ``load_pretrained``.
 
-Architecture (d = 12 by default)::
+Architecture (the defaults, which every task trains: channels 16/32, d = 12)::
 
-    Encoder  1x28x28 -> conv3x3  s1 ->  32x28x28   conv blocks: Conv 3x3 (no bias)
-                     -> conv3x3  s2 ->  32x14x14                 + BatchNorm + ReLU
-                     -> conv3x3  s1 ->  64x14x14
-                     -> conv3x3  s2 ->  64x7x7     (coarsest level, 3136 numbers)
-                     -> FC 3136 -> d               (linear latent, no non-linearity)
-    Decoder  d -> FC -> 64x7x7 -> convT4x4 s2 -> 32x14x14 -> conv3x3 s1 -> 32x14x14
-               -> convT4x4 s2 -> 32x28x28 -> conv3x3 s1 -> 1x28x28 -> sigmoid
-    MLP      d -> 128 -> ReLU -> dropout -> 10 logits   (two linear layers)
+    Encoder  1x28x28 -> conv3x3  s1 ->  16x28x28   conv blocks: Conv 3x3 (no bias)
+                     -> conv3x3  s2 ->  16x14x14                 + BatchNorm + ReLU
+                     -> conv3x3  s1 ->  32x14x14
+                     -> conv3x3  s2 ->  32x7x7     (coarsest level, 1568 numbers)
+                     -> FC 1568 -> d               (linear latent, no non-linearity)
+    Decoder  d -> FC d -> 1568 -> ReLU -> 32x7x7
+               -> convT4x4 s2 -> 16x14x14 -> conv3x3 s1 -> 16x14x14
+               -> convT4x4 s2 -> 16x28x28 -> conv3x3 s1 ->  1x28x28 -> sigmoid
+    MLP      d -> 128 -> ReLU -> dropout 0.2 -> 10 logits   (two linear layers)
 
 Four 3x3 conv layers, two of them strided (28 -> 14 -> 7), downsample instead of max-pooling
 so that the network learns how to subsample; the channel count doubles when the resolution
-halves (32 -> 64). ReLU is the non-linearity and BatchNorm makes the training fast and stable.
+halves (16 -> 32). ReLU is the non-linearity and BatchNorm makes the training fast and stable.
 The decoder mirrors the encoder with 4x4 transposed convolutions (stride 2, no checkerboard
 overlap problem since 4 is divisible by 2) and ends in a sigmoid so that its output lies in
 [0, 1] like the pixels.
 
-Why an FC layer at the coarsest level: a 64x7x7 map is far from d = 12 numbers, and reaching
+Why an FC layer at the coarsest level: a 32x7x7 map is far from d = 12 numbers, and reaching
 12 with convolutions alone needs more strided layers (7 -> 4 -> 2, a 3x2x2 code) whose every
 latent number sees only a part of the digit. The FC layer lets each of the d numbers depend on
 the whole digit, which is what a 12-number summary needs. ``Encoder(fc=False)`` is that
 conv-only variant (d must then be a multiple of 4), kept for the comparison in Task 1.
+
+``load_pretrained(path)`` rebuilds the trained modules of a checkpoint (e.g. in a notebook).
 """
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -49,7 +54,7 @@ def up_block(c_in: int, c_out: int, kernel: int = 4, padding: int = 1) -> nn.Seq
 class Encoder(nn.Module):
     """Image (B, 1, 28, 28) in [0, 1] -> latent code (B, latent_dim)."""
 
-    def __init__(self, latent_dim: int = 12, channels: tuple[int, int] = (32, 64), fc: bool = True):
+    def __init__(self, latent_dim: int = 12, channels: tuple[int, int] = (16, 32), fc: bool = True):
         super().__init__()
         c1, c2 = channels
         self.latent_dim, self.channels, self.fc = latent_dim, tuple(channels), fc
@@ -77,7 +82,7 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """Latent code (B, latent_dim) -> image (B, 1, 28, 28) in [0, 1]; mirrors the Encoder."""
 
-    def __init__(self, latent_dim: int = 12, channels: tuple[int, int] = (32, 64), fc: bool = True):
+    def __init__(self, latent_dim: int = 12, channels: tuple[int, int] = (16, 32), fc: bool = True):
         super().__init__()
         c1, c2 = channels
         self.latent_dim, self.channels, self.fc = latent_dim, tuple(channels), fc
@@ -123,3 +128,89 @@ class MLP(nn.Module):
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def _build_encoder(cfg: dict) -> nn.Module:
+    return Encoder(cfg["latent_dim"], tuple(cfg["channels"]), cfg["fc"])
+
+
+def _build_decoder(cfg: dict) -> nn.Module:
+    return Decoder(cfg["latent_dim"], tuple(cfg["channels"]), cfg["fc"])
+
+
+def _build_mlp(cfg: dict) -> nn.Module:
+    return MLP(cfg["latent_dim"], cfg.get("hidden", 128))
+
+
+# module name in a checkpoint -> (builder from the checkpoint's config, config keys it needs)
+_BUILDERS = {
+    "encoder": (_build_encoder, ("latent_dim", "channels", "fc")),
+    "decoder": (_build_decoder, ("latent_dim", "channels", "fc")),
+    "mlp": (_build_mlp, ("latent_dim",)),
+}
+
+
+def _first(keys: list[str], n: int = 3) -> str:
+    return ", ".join(keys[:n]) + (f" and {len(keys) - n} more" if len(keys) > n else "")
+
+
+def load_pretrained(path) -> dict[str, nn.Module]:
+    """The trained modules of a checkpoint, rebuilt from its config, on the CPU and in eval mode.
+
+    ``path`` is a file written by ``train.save_checkpoint``: ``{"config": {"latent_dim", "channels",
+    "fc", maybe "hidden"}, "state_dict": {name: state_dict}}`` (other top-level keys are ignored).
+    Returns e.g. ``{"encoder": Encoder, "decoder": Decoder}`` for checkpoints/task1_autoencoder.pt,
+    ``{"encoder": Encoder, "mlp": MLP}`` for task2_classifier.pt, ``{"decoder": Decoder}`` for
+    task3_classifier_decoding.pt. A missing file raises FileNotFoundError; anything else wrong
+    raises ValueError with one sentence naming the file and the problem.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found.")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"checkpoint {path} could not be read by torch.load ({type(exc).__name__}).") from None
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"checkpoint {path} holds a {type(ckpt).__name__}, not a dict with 'config' and "
+                         f"'state_dict'.")
+    states, cfg = ckpt.get("state_dict"), ckpt.get("config")
+    if not isinstance(states, dict) or not states:
+        raise ValueError(f"checkpoint {path} has no 'state_dict' dict of named modules.")
+    if not isinstance(cfg, dict):
+        raise ValueError(f"checkpoint {path} has no 'config' dict to build its modules from.")
+    modules = {}
+    for name, state in states.items():
+        if name not in _BUILDERS:
+            raise ValueError(f"checkpoint {path} holds an unknown module {name!r} (expected one of "
+                             f"{', '.join(_BUILDERS)}).")
+        build, needs = _BUILDERS[name]
+        lacking = [k for k in needs if k not in cfg]
+        if lacking:
+            raise ValueError(f"checkpoint {path} has no {', '.join(map(repr, lacking))} in its config, "
+                             f"needed to build the {name}.")
+        try:
+            module = build(cfg)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"checkpoint {path} has a config that cannot build the {name} "
+                             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}).") from None
+        if not isinstance(state, dict):
+            raise ValueError(f"checkpoint {path} holds a {type(state).__name__} for the {name}, not a state_dict.")
+        expected = module.state_dict()
+        missing = [k for k in expected if k not in state]
+        unexpected = [k for k in state if k not in expected]
+        wrong = [k for k in expected if k in state and (not isinstance(state[k], torch.Tensor)
+                                                        or state[k].shape != expected[k].shape)]
+        problems = ([f"missing {_first(missing)}"] if missing else []) + \
+                   ([f"unexpected {_first(unexpected)}"] if unexpected else []) + \
+                   ([f"wrong shape for {_first(wrong)}"] if wrong else [])
+        if problems:
+            raise ValueError(f"checkpoint {path} has {name} weights that do not fit "
+                             f"{type(module).__name__} with its config ({'; '.join(problems)}).")
+        bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad:
+            raise ValueError(f"checkpoint {path} has non-finite {name} weights ({_first(bad)}).")
+        module.load_state_dict(state)
+        modules[name] = module.eval()
+    return modules

@@ -1,17 +1,29 @@
-"""Reproduce everything: Tasks 1-5 in order, then the report ex2.pdf.
+"""Reproduce everything: Tasks 1-5 and the Q2 measurement in order, then the report ex2.pdf.
 
-    python reproduce.py           # full runs into figures/, results/, checkpoints/ and ex2.pdf (~30 min on 2 cores)
+    python reproduce.py           # full runs into figures/, results/, checkpoints/ and ex2.pdf (~25 min on 2 cores)
     python reproduce.py --quick   # the whole chain in about a minute, into runs/quick/ (committed outputs untouched)
 """
 import argparse
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent
-TASKS = ("task1_autoencoder", "task2_classifier", "task3_classifier_decoding", "task4_few_shot",
+TASKS = ("task1_autoencoder", "task2_classifier", "task3_classifier_decoding", "q2_equivariance", "task4_few_shot",
          "task5_transfer_learning")
+
+
+_CHILD: list[subprocess.Popen] = []  # the running step
+
+
+def _terminate(signum, frame):
+    """SIGTERM: pass it on to the running step (which drops its staged outputs), then stop like Ctrl-C."""
+    for child in _CHILD:
+        if child.poll() is None:
+            child.terminate()
+    raise KeyboardInterrupt
 
 
 def main(argv=None):
@@ -27,15 +39,23 @@ def main(argv=None):
     out_dir = Path(args.out_dir).resolve() if args.out_dir else (REPO / "runs" / "quick" if args.quick else REPO)
     flags = ["--out-dir", str(out_dir), "--device", args.device] + (["--quick"] if args.quick else [])
     flags += ["--data-dir", args.data_dir] if args.data_dir else []
-    start = time.perf_counter()
-    for task in TASKS:
-        print(f"== {task} ({time.perf_counter() - start:.0f}s)", flush=True)
-        done = subprocess.run([sys.executable, str(REPO / "tasks" / f"{task}.py"), *flags])
-        if done.returncode:
-            sys.exit(f"error: tasks/{task}.py failed (exit status {done.returncode}); see its message above")
-    build = [sys.executable, str(REPO / "report" / "build.py")] + (["--out-dir", str(out_dir)] if args.out_dir or args.quick else [])
-    if subprocess.run(build).returncode:
-        sys.exit("error: the report did not build; see the message above")
+    steps = [(f"tasks/{t}.py", [sys.executable, str(REPO / "tasks" / f"{t}.py"), *flags]) for t in TASKS]
+    steps.append(("report/build.py", [sys.executable, str(REPO / "report" / "build.py")]
+                  + (["--out-dir", str(out_dir)] if args.out_dir or args.quick else [])))
+    signal.signal(signal.SIGTERM, _terminate)
+    start, step = time.perf_counter(), None
+    try:
+        for step, command in steps:
+            print(f"== {step} ({time.perf_counter() - start:.0f}s)", flush=True)
+            _CHILD[:] = [subprocess.Popen(command)]
+            if _CHILD[0].wait():
+                sys.exit(f"error: {step} failed (exit status {_CHILD[0].returncode}); see its message above")
+    except KeyboardInterrupt:
+        try:  # Ctrl-C reached the step too (same process group): let it clean up and say what it left
+            _CHILD[0].wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            _CHILD[0].kill()
+        sys.exit(f"interrupted during {step}; the steps before it finished and kept their outputs")
     print(f"== done in {time.perf_counter() - start:.0f}s")
 
 

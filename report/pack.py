@@ -1,4 +1,5 @@
-"""Pack the submission ex2_<ID1>_<ID2>.zip: the code, ex2.pdf (names filled in) and the README, nothing else.
+"""Pack the submission ex2_<ID1>_<ID2>.zip: the code, ex2.pdf (names filled in), the figures and a README that
+opens with both names and cse usernames; no data, checkpoints or results.
 
     python report/pack.py alovelace aturing --name1 "Ada Lovelace" --name2 "Alan Turing"
 """
@@ -8,19 +9,22 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
+from urllib.parse import unquote
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "report"))
 
 from build import build_pdf  # noqa: E402
-from train import atomic_path, run_main  # noqa: E402
+from runs import UserError, atomic_path, run_main  # noqa: E402
 
-CODE = ("*.py", "requirements.txt", "tasks/*.py", "report/*.py", "report/*.typ", "tests/*.py")
+CODE = ("*.py", "requirements.txt", "tasks/*.py", "report/*.py", "report/*.typ", "tests/*.py",
+        "notebooks/*.ipynb")
+FIGURES = ("figures/*.png",)  # small, and the README shows some of them
 
 
 def code_files() -> list[Path]:
-    files = {f for pattern in CODE for f in REPO.glob(pattern) if f.is_file()}
+    files = {f for pattern in CODE + FIGURES for f in REPO.glob(pattern) if f.is_file()}
     return sorted(files)
 
 
@@ -30,24 +34,57 @@ def user_id(text: str) -> str:
     return text
 
 
+def person_name(text: str) -> str:
+    text = " ".join(text.split())
+    if not text or not text.isprintable():
+        raise argparse.ArgumentTypeError(f"a name on one line, got {text!r}")
+    return text
+
+
+def submission_readme(people: list[tuple[str, str]]) -> str:
+    """The zip's README: both names and cse usernames first, then the repository's README."""
+    head = "# Exercise 2 — submission\n\n" + "".join(f"- {n} (cse username: {u})\n" for n, u in people)
+    return head + "\n---\n\n" + (REPO / "README.md").read_text()
+
+
+def relative_links(markdown: str) -> list[str]:
+    """The relative targets of the links and images in `markdown` (code spans and fenced blocks skipped)."""
+    text = re.sub(r"^(```|~~~).*?^\1", "", markdown, flags=re.M | re.S)
+    text = re.sub(r"`[^`\n]*`", "", text)
+    targets = re.findall(r"\]\(\s*<?([^)\s>]+)>?(?:\s+[\"'(][^)]*)?\)", text)  # [text](target), ![alt](target)
+    targets += re.findall(r"^\s{0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s|$)", text, flags=re.M)  # [ref]: target
+    targets += re.findall(r"\b(?:src|href)\s*=\s*[\"']([^\"']+)", text)  # <img src=...>, <a href=...>
+    out = []
+    for t in targets:
+        if re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", t) or t.startswith("#"):
+            continue  # a URL or an anchor in the same file
+        out.append(unquote(re.split(r"[#?]", t)[0]).removeprefix("./"))
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("id1", type=user_id, help="first student's user name")
-    p.add_argument("id2", type=user_id, help="second student's user name")
-    p.add_argument("--name1", default="Name One", help="first student's name (default: Name One)")
-    p.add_argument("--name2", default="Name Two", help="second student's name (default: Name Two)")
+    p.add_argument("id1", type=user_id, help="first student's cse user name")
+    p.add_argument("id2", type=user_id, help="second student's cse user name")
+    p.add_argument("--name1", type=person_name, default="Name One", help="first student's name (default: Name One)")
+    p.add_argument("--name2", type=person_name, default="Name Two", help="second student's name (default: Name Two)")
     p.add_argument("--out", default=None, help="folder to write the zip to (default: the repo root)")
     args = p.parse_args(argv)
     zip_path = Path(args.out or REPO).resolve() / f"ex2_{args.id1}_{args.id2}.zip"
-    names = f"{args.name1} ({args.id1}), {args.name2} ({args.id2})"
+    people = [(args.name1, args.id1), (args.name2, args.id2)]
+    readme = submission_readme(people)
+    members = {f.relative_to(REPO).as_posix(): f for f in code_files()}
+    missing = sorted({t for t in relative_links(readme) if t not in members and t not in ("ex2.pdf", "README.md")})
+    if missing:
+        raise UserError(f"README.md links files the zip would not hold: {', '.join(missing)}")
     with tempfile.TemporaryDirectory() as tmp:
         pdf = Path(tmp) / "ex2.pdf"
-        build_pdf(REPO, pdf, names)
+        build_pdf(REPO, pdf, ", ".join(f"{n} ({u})" for n, u in people))
         with atomic_path(zip_path) as tmp_zip, zipfile.ZipFile(tmp_zip, "w", zipfile.ZIP_DEFLATED) as z:
-            for f in code_files():
-                z.write(f, f.relative_to(REPO).as_posix())
+            z.writestr("README.md", readme)
             z.write(pdf, "ex2.pdf")
-            z.write(REPO / "README.md", "README.md")
+            for name, f in members.items():
+                z.write(f, name)
     print(f"wrote {zip_path}")
 
 

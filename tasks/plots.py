@@ -1,137 +1,220 @@
-"""One helper per kind of figure; every figure is written atomically as a PNG."""
+"""One helper per kind of figure; every figure is written atomically as a PNG.
+
+Figures are drawn at the size the report places them (TEXT_WIDTH inches is the full text width
+of ex2.pdf), so every font size below is the printed size: nothing is smaller than 8 pt.
+"""
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no window
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
-from train import atomic_path
+from runs import atomic_path
 
-DIGIT_COLORS = plt.get_cmap("tab10")
+TEXT_WIDTH = 6.5  # inches: A4 with 2.2 cm margins, where ex2.typ places the figures at 100%
+COLORS = plt.get_cmap("tab10")
+plt.rcParams.update({"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "xtick.labelsize": 8,
+                     "ytick.labelsize": 8, "legend.fontsize": 8, "figure.titlesize": 9.5})
 
 
 def _save(fig, path) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=130, format="png")
+        fig.savefig(tmp, dpi=200, format="png")
     plt.close(fig)
 
 
+def _epoch_axis(ax) -> None:
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def history_curves(history: list[dict], path, title: str) -> None:
-    """Train and test loss per epoch, and accuracy (as error %) if the history has it."""
+    """Train and test loss per epoch (linear axis), and the error % on a log axis if the history has
+    accuracies (the error falls from a few % to a fraction of 1 %, which a linear axis flattens)."""
     has_acc = "test_accuracy" in history[0]
-    fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(10 if has_acc else 5.5, 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(TEXT_WIDTH if has_acc else 4.2, 2.6), squeeze=False)
     epochs = [r["epoch"] for r in history]
     ax = axes[0, 0]
-    ax.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
-    ax.plot(epochs, [r["test_loss"] for r in history], "s-", label="test")
-    ax.set(xlabel="epoch", ylabel="loss (log scale)", yscale="log", title=f"{title}: loss")
-    ax.legend()
-    ax.grid(alpha=0.3)
+    ax.plot(epochs, [r["train_loss"] for r in history], "o-", ms=3, label="train")
+    ax.plot(epochs, [r["test_loss"] for r in history], "s-", ms=3, label="test")
+    ax.set(xlabel="epoch", ylabel="loss", title=f"{title}: loss")
     if has_acc:
         ax = axes[0, 1]
-        ax.plot(epochs, [100 * (1 - r["train_accuracy"]) for r in history], "o-", label="train")
-        ax.plot(epochs, [100 * (1 - r["test_accuracy"]) for r in history], "s-", label="test")
-        ax.set(xlabel="epoch", ylabel="error % (log scale) = 100 - accuracy %", yscale="log",
-               title=f"{title}: error")
-        for r, y in ((history[-1], 100 * (1 - history[-1]["test_accuracy"])),):
-            ax.annotate(f"test acc {100 * r['test_accuracy']:.2f}%", (r["epoch"], y),
-                        textcoords="offset points", xytext=(-60, 12))
+        ax.plot(epochs, [100 * (1 - r["train_accuracy"]) for r in history], "o-", ms=3, label="train")
+        ax.plot(epochs, [100 * (1 - r["test_accuracy"]) for r in history], "s-", ms=3, label="test")
+        ax.set(xlabel="epoch", ylabel="error % (log scale)", yscale="log", title="error = 100 - accuracy %")
+        last = history[-1]
+        ax.annotate(f"test accuracy {100 * last['test_accuracy']:.2f}%", (last["epoch"], 100 * (1 - last["test_accuracy"])),
+                    textcoords="offset points", xytext=(-110, 14), fontsize=8)
+    for ax in axes[0]:
         ax.legend()
         ax.grid(alpha=0.3, which="both")
+        _epoch_axis(ax)
     _save(fig, path)
 
 
-def image_rows(rows: dict[str, "np.ndarray"], path, title: str, per_row: int | None = None) -> None:
-    """Rows of 28x28 digits, one labelled row per entry of `rows` (e.g. input / reconstruction).
-    If per_row is set, each entry is wrapped onto several rows of that many digits."""
+def _blank(ax) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for s in ax.spines.values():
+        s.set_visible(False)
+
+
+def image_rows(rows: dict[str, "np.ndarray"], path, title: str, per_row: int = 12) -> None:
+    """Rows of 28x28 digits, one labelled row per entry of `rows` (e.g. input / reconstruction),
+    wrapped onto several blocks of `per_row` digits; full text width."""
+    digit_grid(rows, path, per_row=per_row, title=title)
+
+
+def digit_grid(rows: dict[str, "np.ndarray"], path, per_row: int = 15, title: str | None = None) -> None:
+    """Blocks of labelled rows of 28x28 digits: block b shows digits b*per_row ... of every entry of
+    `rows`, one row per entry. At full text width each digit is (TEXT_WIDTH - 1.1) / per_row inches
+    wide (9 mm for 15 per row)."""
     rows = {k: np.asarray(v).reshape(-1, 28, 28) for k, v in rows.items()}
     n = len(next(iter(rows.values())))
-    per_row = per_row or n
-    chunks = [(label, imgs[start:start + per_row]) for start in range(0, n, per_row) for label, imgs in rows.items()]
-    fig, axes = plt.subplots(len(chunks), per_row, figsize=(per_row * 0.6 + 1.2, len(chunks) * 0.66 + 0.5),
-                             squeeze=False)
-    for r, (label, imgs) in enumerate(chunks):
+    blocks = [(start, label, imgs[start:start + per_row]) for start in range(0, n, per_row)
+              for label, imgs in rows.items()]
+    cell = (TEXT_WIDTH - 1.1) / per_row
+    fig, axes = plt.subplots(len(blocks), per_row, figsize=(TEXT_WIDTH, len(blocks) * cell * 1.04 + (0.3 if title else 0)),
+                             squeeze=False, gridspec_kw={"wspace": 0.04, "hspace": 0.06})
+    for r, (start, label, imgs) in enumerate(blocks):
         for c in range(per_row):
             ax = axes[r, c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for s in ax.spines.values():
-                s.set_visible(False)
+            _blank(ax)
             if c < len(imgs):
                 ax.imshow(imgs[c], cmap="gray", vmin=0, vmax=1)
-        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    _save(fig, path)
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8, labelpad=4)
+    if title:
+        fig.suptitle(title)
+    fig.subplots_adjust(left=1.1 / TEXT_WIDTH, right=0.995, bottom=0.005,
+                        top=1 - (0.3 / fig.get_figheight() if title else 0.005))
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=200, format="png")
+    plt.close(fig)
 
 
-def bars(groups: dict[str, list[float]], labels: list[str], path, ylabel: str, title: str,
-         fmt: str = "{:.4f}") -> None:
-    """Grouped bar chart: one bar per (label, group); values written on the bars."""
+def bars(groups: dict[str, list[float]], labels: list[str], path, ylabel: str, title: str | None = None,
+         fmt: str = "{:.4f}", width_in: float = TEXT_WIDTH, errors: dict[str, list[float]] | None = None) -> None:
+    """Grouped bar chart: one bar per (label, group); values written on the bars if there are few."""
     x = np.arange(len(labels))
     width = 0.8 / len(groups)
-    fig, ax = plt.subplots(figsize=(min(9.0, max(4.5, 0.45 * len(labels) * len(groups) + 2)), 3.8))
+    fig, ax = plt.subplots(figsize=(width_in, 2.7))
     for i, (name, values) in enumerate(groups.items()):
-        b = ax.bar(x + (i - (len(groups) - 1) / 2) * width, values, width, label=name)
-        if len(labels) * len(groups) <= 6:
-            ax.bar_label(b, [fmt.format(v) for v in values], fontsize=8)
+        yerr = errors[name] if errors else None
+        b = ax.bar(x + (i - (len(groups) - 1) / 2) * width, values, width, label=name, yerr=yerr, capsize=2)
+        if len(labels) * len(groups) <= 16:
+            ax.bar_label(b, [fmt.format(v) for v in values], fontsize=8, padding=2)
     ax.set_xticks(x, labels)
-    ax.set(ylabel=ylabel, title=title)
+    ax.set(ylabel=ylabel)
+    if title:
+        ax.set_title(title)
     if len(groups) > 1:
         ax.legend()
+    ax.margins(y=0.15)
     ax.grid(alpha=0.3, axis="y")
     _save(fig, path)
 
 
 def xy_curve(x: list, series: dict[str, list[float]], path, xlabel: str, ylabel: str, title: str,
-             logx: bool = False) -> None:
-    """One or more y(x) lines with markers (e.g. test L1 against latent size)."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+             logx: bool = False, errors: dict[str, list[float]] | None = None, fmt: str = "{:.3f}",
+             width_in: float = 4.2) -> None:
+    """One or more y(x) lines with markers and the values written beside them (e.g. L1 against d)."""
+    fig, ax = plt.subplots(figsize=(width_in, 2.8))
     for name, y in series.items():
-        ax.plot(x, y, "o-", label=name)
+        ax.errorbar(x, y, yerr=(errors or {}).get(name), fmt="o-", ms=4, capsize=3, label=name)
         for xi, yi in zip(x, y):
-            ax.annotate(f"{yi:.3f}", (xi, yi), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
-    if logx:
+            ax.annotate(fmt.format(yi), (xi, yi), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8)
+    if logx:  # the sizes are powers of two: a log2 axis spaces them evenly, labelled with the sizes
         ax.set_xscale("log", base=2)
         ax.set_xticks(x, [str(v) for v in x])
+        ax.minorticks_off()
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.margins(y=0.15)
     if len(series) > 1:
         ax.legend()
     ax.grid(alpha=0.3)
     _save(fig, path)
 
 
-def mean_band(runs: dict[str, list[list[dict]]], path, title: str, x_key: str = "seconds") -> None:
-    """For each experiment (a list of per-seed histories): mean curve and min-max band of loss
-    and accuracy, train dashed and test solid, against `x_key` (training seconds or epoch)."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+def mean_band(runs: dict[str, list[list[dict]]], path, title: str, x_key: str = "epoch") -> None:
+    """For each experiment (a list of per-seed histories): mean curve and min-max band of the loss
+    and the accuracy (linear axes), train dashed and test solid, against `x_key` (epoch or
+    training seconds). The lowest mean test loss of each experiment is marked."""
+    fig, axes = plt.subplots(1, 2, figsize=(TEXT_WIDTH, 2.9))
     for i, (name, histories) in enumerate(runs.items()):
-        color = DIGIT_COLORS(i)
+        color = COLORS(i)
         x = np.mean([[r[x_key] for r in h] for h in histories], axis=0)
         for ax, metric, scale in ((axes[0], "loss", 1), (axes[1], "accuracy", 100)):
             for split, style in (("train", "--"), ("test", "-")):
-                key = f"{split}_{metric}"
-                y = scale * np.array([[r[key] for r in h] for h in histories])
-                ax.plot(x, y.mean(0), style, color=color, label=f"{name} {split}")
-                ax.fill_between(x, y.min(0), y.max(0), color=color, alpha=0.15 if split == "test" else 0.07)
+                y = scale * np.array([[r[f"{split}_{metric}"] for r in h] for h in histories])
+                ax.plot(x, y.mean(0), style, color=color, label=f"{name}, {split}")
+                ax.fill_between(x, y.min(0), y.max(0), color=color, alpha=0.15 if split == "test" else 0.07, lw=0)
+                if metric == "loss" and split == "test":
+                    k = int(y.mean(0).argmin())
+                    ax.plot(x[k], y.mean(0)[k], "v", color=color, ms=7, mec="black")
+                    ax.annotate(f"lowest {y.mean(0)[k]:.3f}", (x[k], y.mean(0)[k]), textcoords="offset points",
+                                xytext=(0, -14), ha="center", fontsize=8, color=color)
     xlabel = "training time (s)" if x_key == "seconds" else x_key
-    axes[0].set(xlabel=xlabel, ylabel="cross-entropy loss (log scale)", yscale="log", title="loss")
+    axes[0].set(xlabel=xlabel, ylabel="cross-entropy loss", title="loss (▼ lowest mean test loss)")
     axes[1].set(xlabel=xlabel, ylabel="accuracy %", title="accuracy")
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle(title, fontsize=11)
+        if x_key == "epoch":
+            _epoch_axis(ax)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), frameon=False)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.06 * (1 + (len(labels) - 1) // 4), 1, 1))
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=200, format="png")
+    plt.close(fig)
+
+
+def loss_curves(histories: dict[str, list[dict]], path, ylabel: str, reference: tuple[float, str] | None = None,
+                width_in: float = 4.6) -> None:
+    """Train (dashed) and test (solid) loss per epoch of several runs on one linear axis, with an
+    optional horizontal reference line (value, label)."""
+    fig, ax = plt.subplots(figsize=(width_in, 2.8))
+    for i, (name, history) in enumerate(histories.items()):
+        epochs = [r["epoch"] for r in history]
+        ax.plot(epochs, [r["train_loss"] for r in history], "--", color=COLORS(i), label=f"{name}, train")
+        ax.plot(epochs, [r["test_loss"] for r in history], "o-", ms=3, color=COLORS(i), label=f"{name}, test")
+    if reference:
+        ax.axhline(reference[0], color="black", lw=1, ls=":", label=f"{reference[1]}: {reference[0]:.4f}")
+    ax.set(xlabel="epoch", ylabel=ylabel)
+    _epoch_axis(ax)
+    ax.legend()
+    ax.grid(alpha=0.3)
     _save(fig, path)
 
 
 def latent_scatter(panels: dict[str, tuple["np.ndarray", "np.ndarray"]], path, title: str) -> None:
     """Side-by-side 2-D scatter plots (e.g. PCA of latent codes), points coloured by digit."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(TEXT_WIDTH, 3.3), squeeze=False)
     for ax, (name, (xy, labels)) in zip(axes[0], panels.items()):
         for digit in range(10):
             sel = labels == digit
-            ax.scatter(xy[sel, 0], xy[sel, 1], s=3, alpha=0.5, color=DIGIT_COLORS(digit), label=str(digit))
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=2, alpha=0.4, color=COLORS(digit), label=str(digit), rasterized=True)
         ax.set(title=name, xlabel="PC 1", ylabel="PC 2")
-        ax.legend(markerscale=4, fontsize=7, ncol=2, loc="best")
-    fig.suptitle(title, fontsize=10)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", markerscale=5, title="digit")
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0, 0.9, 1))
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=200, format="png")
+    plt.close(fig)
+
+
+def equivariance(shifts: list[int], panels: dict[str, dict[str, list[float]]], path, ylabels: dict[str, str]) -> None:
+    """One panel per measurement (e.g. feature-map error, code change, accuracy) against the shift in
+    pixels, one line per encoder; shifts that are multiples of the stride product are marked."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(TEXT_WIDTH, 2.6), squeeze=False)
+    for ax, (name, series) in zip(axes[0], panels.items()):
+        for i, (label, y) in enumerate(series.items()):
+            ax.plot(shifts, y, "o-", ms=4, color=COLORS(i), label=label)
+        ax.set(xlabel="shift (pixels)", ylabel=ylabels[name], title=name)
+        ax.set_xticks(shifts)
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend()
     _save(fig, path)

@@ -1,11 +1,12 @@
 """Task 1: a convolutional autoencoder to a d = 12 latent, trained with mean L1 loss.
 
-Story: load MNIST -> train Encoder(FC to d) + Decoder -> evaluate train/test L1 -> plot
-reconstructions and curves -> explore (a) FC vs conv-only at the coarsest level and (b) the
-latent size d -> save checkpoint and results/task1_autoencoder.json.
+Story: load MNIST -> train Encoder(FC to d) + Decoder on all 60,000 training images -> evaluate
+train/test L1 -> plot reconstructions and curves -> explore (a) FC vs conv-only at the coarsest
+level and (b) the latent size d, each exploration run trained on images 0..49999 and scored on
+the validation images 50000..59999 (never on the test set) -> save checkpoints (the sweep's too:
+Task 5 measures how well each d transfers) and results/task1_autoencoder.json.
 """
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python tasks/...` from anywhere
@@ -14,10 +15,10 @@ import torch
 from torch import nn
 
 import plots
-from data import load_splits
+from data import describe_validation, load_splits, split_validation
 from models import Decoder, Encoder, count_parameters
-from train import (base_parser, environment, evaluate, fit, out_dirs, pick_device, positive_int, run_main,
-                   save_checkpoint, seed_everything, write_json)
+from runs import base_parser, open_run, positive_int, run_main, save_checkpoint
+from train import evaluate, fit, pick_device, seed_everything
 
 NAME = "task1_autoencoder"
 SWEEP_DIMS = (2, 4, 8, 12, 16, 32)
@@ -28,8 +29,8 @@ def parse_args(argv=None):
     p.add_argument("--latent-dim", type=positive_int, default=12, help="latent size d (default: 12)")
     p.add_argument("--channels", type=positive_int, nargs=2, default=[16, 32],
                    help="conv channels at 14x14 and 7x7 (default: 16 32)")
-    p.add_argument("--explore-epochs", type=int, default=4,
-                   help="epochs of each exploration run (FC ablation, latent sweep); 0 skips it (default: 4)")
+    p.add_argument("--explore-epochs", type=int, default=3,
+                   help="epochs of each exploration run (FC ablation, latent sweep); 0 skips it (default: 3)")
     args = p.parse_args(argv)
     if args.explore_epochs < 0:
         p.error("--explore-epochs must be >= 0")
@@ -42,89 +43,106 @@ def build(latent_dim: int, channels, fc: bool = True) -> nn.Sequential:
     return nn.Sequential(Encoder(latent_dim, channels, fc), Decoder(latent_dim, channels, fc))
 
 
-def train_autoencoder(args, train, test, device, *, latent_dim, fc, epochs, label=""):
-    """Seed, build and train one AE; return (model, history, final metrics)."""
+def sweep_checkpoint(d: int) -> str:
+    """File name of the latent sweep's AE with latent size d (read by Task 5's transfer-vs-d)."""
+    return f"{NAME}_sweep_d{d}.pt"
+
+
+def train_autoencoder(args, train, test, device, *, latent_dim, fc, epochs, label="", val=None):
+    """Seed, build and train one AE; return (model, history, final metrics). With a validation
+    split (the exploration runs), it is scored only after the last epoch."""
     generator = seed_everything(args.seed)
     model = build(latent_dim, args.channels, fc)
     history = fit(model, train, test, objective="l1", epochs=epochs, batch_size=args.batch_size, lr=args.lr,
-                  device=device, generator=generator, label=label)
+                  device=device, generator=generator, val=val, eval_every=epochs if val is not None else 1,
+                  label=label)
     final = {
         "latent_dim": latent_dim,
         "fc": fc,
         "test_l1": history[-1]["test_loss"],
-        "train_l1": evaluate(model, *train, "l1", device)["loss"],  # clean eval-mode pass
+        "train_l1": evaluate(model, *train, "l1", device)["loss"] if val is None else None,  # clean eval-mode pass
         "train_seconds": history[-1]["seconds"],
         "epochs": epochs,
         "parameters": count_parameters(model),
     }
+    if val is not None:
+        final["val_l1"] = history[-1]["val_loss"]
     return model, history, final
 
 
 def main(argv=None):
-    started = time.perf_counter()
     args = parse_args(argv)
-    dirs = out_dirs(args)
     device = pick_device(args.device)
     config = vars(args) | {"channels": list(args.channels)}
+    with open_run(NAME, args) as run:
+        # Data: loaded once, float32 in [0, 1]
+        train, test = load_splits(args.data_dir, args.quick)
+        config["validation"] = describe_validation(len(train[0])) | {
+            "used_for": "the exploration runs (FC ablation, latent sweep), trained on the images before it"}
 
-    # Data: loaded once, float32 in [0, 1]
-    train, test = load_splits(args.data_dir, args.quick)
+        # Main model: Encoder with FC to d, Decoder; mean L1 loss; all 60,000 training images
+        model, history, final = train_autoencoder(args, train, test, device, latent_dim=args.latent_dim,
+                                                  fc=True, epochs=args.epochs, label="AE ")
+        encoder, decoder = model
+        print(f"AE d={args.latent_dim}: test L1 {final['test_l1']:.4f}, train L1 {final['train_l1']:.4f}, "
+              f"{final['train_seconds']:.0f}s")
+        arch = {"latent_dim": args.latent_dim, "channels": list(args.channels), "fc": True}
+        save_checkpoint(run.path("checkpoints", f"{NAME}.pt"), {"encoder": encoder, "decoder": decoder}, arch,
+                        run.run_id)
 
-    # Main model: Encoder with FC to d, Decoder; mean L1 loss
-    model, history, final = train_autoencoder(args, train, test, device, latent_dim=args.latent_dim, fc=True,
-                                              epochs=args.epochs, label="AE ")
-    encoder, decoder = model
-    print(f"AE d={args.latent_dim}: test L1 {final['test_l1']:.4f}, train L1 {final['train_l1']:.4f}, "
-          f"{final['train_seconds']:.0f}s")
-    arch = {"latent_dim": args.latent_dim, "channels": list(args.channels), "fc": True}
-    save_checkpoint(dirs["checkpoints"] / f"{NAME}.pt", {"encoder": encoder, "decoder": decoder}, arch)
-
-    # Figures: test inputs vs reconstructions, learning curves
-    x_show = test[0][:24]
-    with torch.no_grad():
-        recon = model.eval()(x_show.to(device)).cpu()
-    plots.image_rows({"input": x_show, f"AE (d={args.latent_dim})": recon},
-                     dirs["figures"] / f"{NAME}_reconstructions.png",
-                     f"Task 1: test digits and their reconstructions (test L1 {final['test_l1']:.4f})", per_row=12)
-    plots.history_curves(history, dirs["figures"] / f"{NAME}_curves.png", "Task 1 autoencoder (mean L1)")
-
-    # Exploration: (a) FC vs conv-only at d=12, (b) latent size sweep; same short schedule for all
-    exploration = {}
-    if args.explore_epochs:
-        e, c2 = args.explore_epochs, args.channels[1]
-        runs = {}
-        for d in SWEEP_DIMS:
-            runs[("fc", d)] = train_autoencoder(args, train, test, device, latent_dim=d, fc=True, epochs=e,
-                                                label=f"sweep d={d} ")
-        runs[("conv", 12)] = train_autoencoder(args, train, test, device, latent_dim=12, fc=False, epochs=e,
-                                               label="conv-only d=12 ")
-        fc_run, conv_run = runs[("fc", 12)], runs[("conv", 12)]
-        exploration = {
-            "epochs": e,
-            "fc_ablation": {
-                "with_fc": fc_run[2],
-                "conv_only": conv_run[2] | {"how": f"two more stride-2 convs instead of the FC: {c2}x7x7 -> "
-                                                  f"{c2}x4x4 -> 3x2x2 = 12 numbers; the decoder mirrors "
-                                                  f"them with stride-2 transposed convs"},
-            },
-            "latent_sweep": [runs[("fc", d)][2] for d in SWEEP_DIMS],
-        }
+        # Figures: test inputs vs reconstructions, learning curves
+        x_show = test[0][:24]
         with torch.no_grad():
-            rows = {"input": x_show[:12]}
-            for key, name in ((("fc", 12), "with FC"), (("conv", 12), "conv-only")):
-                rows[f"{name} (L1 {runs[key][2]['test_l1']:.3f})"] = runs[key][0].eval()(x_show[:12].to(device)).cpu()
-        plots.image_rows(rows, dirs["figures"] / f"{NAME}_fc_ablation.png",
-                         f"FC layer at the coarsest level vs conv-only, d = 12, {e} epochs each")
-        plots.xy_curve(list(SWEEP_DIMS), {"test L1": [r["test_l1"] for r in exploration["latent_sweep"]]},
-                       dirs["figures"] / f"{NAME}_latent_sweep.png", "latent size d", "test mean L1",
-                       f"Test L1 against latent size ({e} epochs each)", logx=True)
-    final["exploration"] = exploration
+            recon = model.eval()(x_show.to(device)).cpu()
+        plots.image_rows({"input": x_show, f"AE (d={args.latent_dim})": recon},
+                         run.path("figures", f"{NAME}_reconstructions.png"),
+                         f"Task 1: test digits and their reconstructions (test L1 {final['test_l1']:.4f})",
+                         per_row=12)
+        plots.history_curves(history, run.path("figures", f"{NAME}_curves.png"), "Task 1 autoencoder (mean L1)")
 
-    write_json(dirs["results"] / f"{NAME}.json", {
-        "config": config, "architecture": arch, "history": history, "final": final,
-        "environment": environment(device, started),
-    })
-    print(f"wrote {dirs['results'] / f'{NAME}.json'}")
+        # Exploration on the validation split: (a) FC vs conv-only at d=12, (b) latent size sweep
+        exploration = {}
+        if args.explore_epochs:
+            e, c2 = args.explore_epochs, args.channels[1]
+            fit_part, val = split_validation(*train)
+            runs = {}
+            for d in SWEEP_DIMS:
+                runs[("fc", d)] = train_autoencoder(args, fit_part, test, device, latent_dim=d, fc=True, epochs=e,
+                                                    val=val, label=f"sweep d={d} ")
+                sweep_arch = {"latent_dim": d, "channels": list(args.channels), "fc": True}
+                save_checkpoint(run.path("checkpoints", sweep_checkpoint(d)),
+                                {"encoder": runs[("fc", d)][0][0], "decoder": runs[("fc", d)][0][1]},
+                                sweep_arch | {"epochs": e, "trained_on": f"0..{len(fit_part[0]) - 1}"}, run.run_id)
+            runs[("conv", 12)] = train_autoencoder(args, fit_part, test, device, latent_dim=12, fc=False, epochs=e,
+                                                   val=val, label="conv-only d=12 ")
+            fc_run, conv_run = runs[("fc", 12)], runs[("conv", 12)]
+            exploration = {
+                "epochs": e,
+                "trained_on": f"0..{len(fit_part[0]) - 1}",
+                "scored_on": "validation",
+                "fc_ablation": {
+                    "with_fc": fc_run[2],
+                    "conv_only": conv_run[2] | {"how": f"two more stride-2 convs instead of the FC: {c2}x7x7 -> "
+                                                      f"{c2}x4x4 -> 3x2x2 = 12 numbers; the decoder mirrors "
+                                                      f"them with stride-2 transposed convs"},
+                },
+                "latent_sweep": [runs[("fc", d)][2] for d in SWEEP_DIMS],
+            }
+            with torch.no_grad():
+                rows = {"input": val[0][:12]}
+                for key, name in ((("fc", 12), "with FC"), (("conv", 12), "conv-only")):
+                    rows[f"{name}\n(val L1 {runs[key][2]['val_l1']:.3f})"] = \
+                        runs[key][0].eval()(val[0][:12].to(device)).cpu()
+            plots.image_rows(rows, run.path("figures", f"{NAME}_fc_ablation.png"),
+                             f"FC layer at the coarsest level vs conv-only, d = 12, {e} epochs each "
+                             f"(validation digits)")
+            plots.xy_curve(list(SWEEP_DIMS), {"validation L1": [r["val_l1"] for r in exploration["latent_sweep"]]},
+                           run.path("figures", f"{NAME}_latent_sweep.png"), "latent size d", "validation mean L1",
+                           f"Validation L1 against latent size ({e} epochs each)", logx=True)
+        final["exploration"] = exploration
+
+        run.write_results(f"{NAME}.json", {"config": config, "architecture": arch, "history": history,
+                                           "final": final}, device)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# The synthetic data is not the official MNIST: skip the MD5 check (tests that need it set MNIST_VERIFY=1).
+os.environ.setdefault("MNIST_VERIFY", "0")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tasks"))
@@ -44,6 +46,18 @@ def make_mnist(root: Path, n_train: int = 300, n_test: int = 100) -> Path:
 @pytest.fixture(scope="session")
 def mnist_root(tmp_path_factory) -> Path:
     return make_mnist(tmp_path_factory.mktemp("mnist"))
+
+
+@pytest.fixture(scope="session")
+def chain(mnist_root, tmp_path_factory):
+    """The quick reproduce chain (Tasks 1-5 in order, then the report) into one scratch folder;
+    shared by test_tasks.py and test_notebook.py (session scope: one run)."""
+    out = tmp_path_factory.mktemp("out")
+    done = subprocess.run([sys.executable, str(REPO / "reproduce.py"), "--quick", "--device", "cpu",
+                           "--data-dir", str(mnist_root), "--out-dir", str(out)],
+                          cwd=REPO, env=os.environ | {"MNIST_DOWNLOAD": "0"}, capture_output=True, text=True,
+                          check=True, timeout=900)
+    return out, done.stdout
 
 
 def run_task(script: str, *args, check: bool = True, env_extra: dict | None = None) -> subprocess.CompletedProcess:

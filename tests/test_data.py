@@ -1,11 +1,16 @@
+import hashlib
 import os
+import re
 import time
+
+import numpy as np
 
 import pytest
 import torch
 
-from conftest import make_mnist, run_task
-from data import DatasetError, batches, few_shot, load_mnist, random_shift
+import data
+from conftest import make_mnist, run_task, synthetic_digits, write_idx
+from data import RAW_FILES, DatasetError, batches, env_flag, few_shot, load_mnist, random_shift, verify_official
 
 
 def test_load_synthetic_layout(mnist_root):
@@ -71,7 +76,7 @@ def test_batching_is_under_10_percent_of_training():
 
 def test_missing_dataset_is_one_clear_line(tmp_path, monkeypatch):
     monkeypatch.setenv("MNIST_DOWNLOAD", "0")
-    with pytest.raises(DatasetError, match="MNIST could not be loaded"):
+    with pytest.raises(DatasetError, match="train-images-idx3-ubyte is missing"):
         load_mnist(tmp_path, train=True)
     out = run_task("task1_autoencoder.py", "--quick", "--data-dir", tmp_path, "--out-dir", tmp_path / "o", check=False)
     assert out.returncode == 2
@@ -87,3 +92,173 @@ def test_truncated_file_is_reported(tmp_path):
     images.write_bytes(images.read_bytes()[:5000])
     out = run_task("task2_classifier.py", "--quick", "--data-dir", root, "--out-dir", tmp_path / "o", check=False)
     assert out.returncode == 2 and "Traceback" not in out.stderr and "unreadable" in out.stderr
+
+
+# --- file checks: missing files, downloads, counts, label range, official MD5s -------------------------
+
+OFF_VALUES = ["0", "false", "no", "off", "FALSE", "No", " Off "]
+
+
+def one_line_error(root, train=True) -> str:
+    """load_mnist's DatasetError message, checked to be a single line."""
+    with pytest.raises(DatasetError) as info:
+        load_mnist(root, train=train)
+    message = str(info.value)
+    assert "\n" not in message and message.strip() == message, message
+    return message
+
+
+def write_split(root, prefix: str, images, labels):
+    """Tiny raw files for one split (plus placeholders for the other split, so all four exist)."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    write_idx(raw / f"{prefix}-images-idx3-ubyte", np.asarray(images))
+    write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.asarray(labels))
+    other = "t10k" if prefix == "train" else "train"
+    x, y = synthetic_digits(5, 0)
+    write_idx(raw / f"{other}-images-idx3-ubyte", x)
+    write_idx(raw / f"{other}-labels-idx1-ubyte", y)
+    return raw
+
+
+@pytest.mark.parametrize("value", OFF_VALUES)
+def test_env_flag_off_values(monkeypatch, value):
+    monkeypatch.setenv("MNIST_VERIFY", value)
+    assert not env_flag("MNIST_VERIFY")
+
+
+@pytest.mark.parametrize("value", [None, "", "1", "true", "yes", "on"])
+def test_env_flag_on_values(monkeypatch, value):
+    if value is None:
+        monkeypatch.delenv("MNIST_VERIFY", raising=False)
+    else:
+        monkeypatch.setenv("MNIST_VERIFY", value)
+    assert env_flag("MNIST_VERIFY")
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_verification_rejects_synthetic_data(mnist_root, monkeypatch, train):
+    """(a) The synthetic set is not MNIST: with MNIST_VERIFY on, one line names the file and the switch."""
+    monkeypatch.setenv("MNIST_VERIFY", "1")
+    name = "train-images-idx3-ubyte" if train else "t10k-images-idx3-ubyte"
+    message = one_line_error(mnist_root, train=train)
+    assert message.startswith(f"MNIST file {mnist_root / 'MNIST' / 'raw' / name} is not the official MNIST file")
+    assert "MNIST_VERIFY=0" in message
+    monkeypatch.setenv("MNIST_VERIFY", "off")
+    assert len(load_mnist(mnist_root, train=train)[0]) == (300 if train else 100)
+
+
+def test_verification_rejects_noise_labels(tmp_path, monkeypatch):
+    """(a) A well-formed but random labels file is named too (checked via verify_official directly)."""
+    monkeypatch.setenv("MNIST_VERIFY", "1")
+    raw = write_split(tmp_path, "train", np.zeros((60, 28, 28)), np.random.default_rng(0).integers(0, 10, 60))
+    path = raw / "train-labels-idx1-ubyte"
+    with pytest.raises(DatasetError, match=f"^MNIST file {re.escape(str(path))} is not the official MNIST file"):
+        verify_official(path)
+
+
+def test_md5_cache_follows_file_changes(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "_md5_cache", {})
+    path = tmp_path / "train-labels-idx1-ubyte"
+    path.write_bytes(b"abc")
+    assert data.file_md5(path) == hashlib.md5(b"abc").hexdigest()
+    path.write_bytes(b"abcd")  # new size (and mtime): hashed again, not served from the cache
+    assert data.file_md5(path) == hashlib.md5(b"abcd").hexdigest()
+
+
+@pytest.mark.skipif(not os.environ.get("MNIST_ROOT"), reason="the real MNIST is not configured (MNIST_ROOT)")
+def test_real_mnist_passes_verification_quickly(monkeypatch):
+    """(b) The official files pass; hashing all four costs < 1 s, and each file is hashed once per process."""
+    monkeypatch.setenv("MNIST_VERIFY", "1")
+    monkeypatch.setattr(data, "_md5_cache", {})
+    raw = data.resolve_data_dir() / "MNIST" / "raw"
+    t0 = time.perf_counter()
+    for name in RAW_FILES:
+        verify_official(raw / name)
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 1.0, f"MD5 check of the four files took {elapsed:.2f} s"
+    assert len(data._md5_cache) == 4
+
+    class NoHashing:
+        @staticmethod
+        def md5(*args):
+            raise AssertionError("a file was hashed twice in one process")
+
+    monkeypatch.setattr(data, "hashlib", NoHashing)
+    (x, y), (xt, yt) = load_mnist(None, train=True), load_mnist(None, train=False)
+    assert len(x) == len(y) == 60000 and len(xt) == len(yt) == 10000
+
+
+@pytest.mark.parametrize("verify", ["0", "1"])
+def test_count_mismatch_names_both_files(tmp_path, monkeypatch, verify):
+    """(c) 59 labels for 60 images: the counts are reported (before, and instead of, the MD5 check)."""
+    monkeypatch.setenv("MNIST_VERIFY", verify)
+    images, labels = synthetic_digits(60, 0)
+    write_split(tmp_path, "train", images, labels[:59])
+    message = one_line_error(tmp_path)
+    assert "train-labels-idx1-ubyte holds 59 labels but train-images-idx3-ubyte holds 60 images" in message
+    assert str(tmp_path / "MNIST" / "raw") in message
+
+
+def test_image_size_is_checked(tmp_path, monkeypatch):
+    write_split(tmp_path, "t10k", np.zeros((10, 28, 27)), np.zeros(10))
+    message = one_line_error(tmp_path, train=False)
+    assert message.startswith(f"MNIST file {tmp_path / 'MNIST' / 'raw' / 't10k-images-idx3-ubyte'} holds 28x27 images")
+    assert "not 28x28" in message
+
+
+def test_labels_out_of_range(tmp_path):
+    """(d) A label of 12 is reported here, not as an IndexError somewhere in training."""
+    images, labels = synthetic_digits(20, 0)
+    labels[7] = 12
+    raw = write_split(tmp_path, "train", images, labels)
+    message = one_line_error(tmp_path)
+    assert f"labels outside 0..9 in {raw / 'train-labels-idx1-ubyte'} (found 12)" in message
+
+
+def test_truncated_file_is_named(tmp_path):
+    root = make_mnist(tmp_path / "m")
+    labels = root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    labels.write_bytes(labels.read_bytes()[:50])
+    message = one_line_error(root, train=False)
+    assert message.startswith(f"MNIST file {labels} is unreadable (truncated")
+
+
+@pytest.mark.parametrize("value", OFF_VALUES)
+def test_download_switch_off_never_downloads(tmp_path, monkeypatch, value):
+    """(e) MNIST_DOWNLOAD=false/no/off/0: no download attempt, one line naming the missing file."""
+    calls = []
+    monkeypatch.setattr(data, "_download", lambda *args: calls.append(args))
+    monkeypatch.setenv("MNIST_DOWNLOAD", value)
+    message = one_line_error(tmp_path)
+    assert calls == []
+    assert message.startswith(f"MNIST file {tmp_path / 'MNIST' / 'raw' / 'train-images-idx3-ubyte'} is missing")
+    assert f"MNIST_DOWNLOAD={value.strip()} forbids downloading" in message
+
+
+@pytest.mark.parametrize("value", [None, "1", "yes"])
+def test_download_switch_on_tries_to_download(tmp_path, monkeypatch, value):
+    def failing_download(root, train):
+        calls.append(root)
+        raise OSError("offline")
+
+    calls = []
+    monkeypatch.setattr(data, "_download", failing_download)
+    if value is None:
+        monkeypatch.delenv("MNIST_DOWNLOAD", raising=False)
+    else:
+        monkeypatch.setenv("MNIST_DOWNLOAD", value)
+    message = one_line_error(tmp_path)
+    assert calls == [tmp_path.resolve()]
+    assert "is missing, as are 3 more, and downloading failed (OSError)" in message
+
+
+def test_missing_file_is_named(tmp_path, monkeypatch):
+    """(f) Only one file missing: the message names exactly that file, with its full path."""
+    monkeypatch.setenv("MNIST_DOWNLOAD", "0")
+    root = make_mnist(tmp_path / "m")
+    missing = root / "MNIST" / "raw" / "train-labels-idx1-ubyte"
+    missing.unlink()
+    message = one_line_error(root, train=False)  # all four files are required, whichever split is asked for
+    assert message.startswith(f"MNIST file {missing} is missing (MNIST_DOWNLOAD=0 forbids downloading); ")
+    assert "MNIST_ROOT=../shared/mnist" in message and "--data-dir" in message

@@ -1,25 +1,10 @@
 """Every task end to end with --quick on the synthetic MNIST (CleanRL style: subprocess, check=True)."""
 import json
-import os
-import subprocess
-import sys
 
-import pytest
 import torch
 
-from conftest import REPO, run_task
+from conftest import REPO, run_task  # the `chain` fixture lives in conftest.py
 from models import Encoder
-
-
-@pytest.fixture(scope="module")
-def chain(mnist_root, tmp_path_factory):
-    """The quick reproduce chain (Tasks 1-5 in order, then the report) into one scratch folder."""
-    out = tmp_path_factory.mktemp("out")
-    done = subprocess.run([sys.executable, str(REPO / "reproduce.py"), "--quick", "--device", "cpu",
-                           "--data-dir", str(mnist_root), "--out-dir", str(out)],
-                          cwd=REPO, env=os.environ | {"MNIST_DOWNLOAD": "0"}, capture_output=True, text=True,
-                          check=True, timeout=900)
-    return out, done.stdout
 
 
 def _final(out, name):

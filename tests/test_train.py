@@ -4,7 +4,8 @@ from torch import nn
 
 from conftest import run_task, synthetic_digits
 from models import MLP, Decoder, Encoder
-from train import CheckpointError, fit, load_checkpoint, objective_loss, save_checkpoint, seed_everything
+from runs import CheckpointError, load_checkpoint, save_checkpoint
+from train import fit, objective_loss, seed_everything
 
 
 def _steps(model, objective, x, y, n=30):
@@ -97,7 +98,8 @@ def test_help_states_every_default():
 
 
 def test_device_choice():
-    from train import UserError, pick_device
+    from runs import UserError
+    from train import pick_device
 
     assert pick_device("cpu").type == "cpu"
     assert pick_device("auto").type in {"cuda", "mps", "cpu"}

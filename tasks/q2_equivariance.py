@@ -1,0 +1,136 @@
+"""Theory Q2, measured: how shift-equivariant are our trained encoders (Tasks 1 and 2)?
+
+Story: load both trained encoders (each trained first if missing) -> shift every test digit right
+by t = 0, 1, 2, 3, 4 and 8 pixels (zero fill) -> compare the 32x7x7 feature map before the FC
+layer with a shifted copy of the unshifted digit's map: for t a multiple of the stride product
+P = 4, with the map shifted by t/4 cells (exact equivariance on an infinite grid, up to the borders
+here); for other t, with the best-matching integer shift of the map -> measure how much the
+12-number code changes and the accuracy on shifted digits (the classifier's own MLP; for the AE,
+a linear probe fitted on unshifted training codes) -> figure and results/q2_equivariance.json.
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python tasks/...` from anywhere
+
+import torch
+
+import plots
+import task1_autoencoder
+import task2_classifier
+from data import load_splits
+from models import MLP, Encoder
+from runs import add_prerequisite_flag, base_parser, load_modules, load_or_train, open_run, out_dirs, run_main
+from task3_classifier_decoding import encode, fit_linear_probe
+from train import pick_device
+
+NAME = "q2_equivariance"
+SHIFTS = (0, 1, 2, 3, 4, 8)
+STRIDE_PRODUCT = 4  # two stride-2 convolutions: 28 -> 14 -> 7
+
+
+def parse_args(argv=None):
+    p = base_parser(__doc__.splitlines()[0], epochs=1, batch_size=1000, lr=1.0)  # no training here
+    add_prerequisite_flag(p)
+    return p.parse_args(argv)
+
+
+def shift_right(x: torch.Tensor, t: int) -> torch.Tensor:
+    """Shift the last axis by t >= 0 cells to the right, filling with zeros (content leaving the frame is lost)."""
+    if t == 0:
+        return x.clone()
+    out = torch.zeros_like(x)
+    out[..., t:] = x[..., :-t]
+    return out
+
+
+def overlap_error(f_shifted: torch.Tensor, f: torch.Tensor, k: int, interior: bool = False) -> float:
+    """Relative L2 error between F(shifted x) and F(x) shifted right by k cells, over the cells both
+    define (columns k..W-1 of F(shifted x)); with interior, only over cells off the outer ring of
+    both maps."""
+    h, w = f.shape[-2:]
+    (r0, r1), (c0, c1) = ((1, h - 1), (max(1, k + 1), w - 1)) if interior else ((0, h), (k, w))
+    a, b = f_shifted[..., r0:r1, c0:c1], f[..., r0:r1, c0 - k:c1 - k]
+    return ((a - b).norm() / b.norm()).item()
+
+
+@torch.inference_mode()
+def features(encoder: Encoder, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """The coarsest feature map (B, C, 7, 7), before the FC layer."""
+    encoder.eval()
+    return torch.cat([encoder.features(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def measure(encoder: Encoder, classify, x: torch.Tensor, y: torch.Tensor) -> dict:
+    """Feature-map equivariance error, code change and accuracy for every shift in SHIFTS."""
+    f0, z0 = features(encoder, x), encode(encoder, x, "cpu")
+    rows = []
+    for t in SHIFTS:
+        xt = shift_right(x, t)
+        ft, zt = features(encoder, xt), encode(encoder, xt, "cpu")
+        if t % STRIDE_PRODUCT == 0:
+            k = t // STRIDE_PRODUCT
+            errors = {k: overlap_error(ft, f0, k)}
+        else:  # the best-matching integer shift of the map
+            errors = {k: overlap_error(ft, f0, k) for k in range(0, t // STRIDE_PRODUCT + 2)}
+            k = min(errors, key=errors.get)
+        rows.append({
+            "shift": t,
+            "multiple_of_stride_product": t % STRIDE_PRODUCT == 0,
+            "map_shift_cells": k,
+            "feature_map_relative_error": errors[k],
+            "feature_map_relative_error_interior": overlap_error(ft, f0, k, interior=True),
+            "code_relative_change": ((zt - z0).norm(dim=1) / z0.norm(dim=1)).mean().item(),
+            "accuracy": (classify(zt) == y).float().mean().item(),
+        })
+    return {"per_shift": rows}
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device = pick_device(args.device)
+    dirs = out_dirs(args)
+    with open_run(NAME, args) as run:
+        clf_ckpt, _ = load_or_train(task2_classifier, args)
+        ae_ckpt, _ = load_or_train(task1_autoencoder, args, ("--explore-epochs", "0"))
+        (x_tr, y_tr), (x_te, y_te) = load_splits(args.data_dir, args.quick)
+
+        clf_encoder, mlp = Encoder(**{k: clf_ckpt["config"][k] for k in ("latent_dim", "channels", "fc")}), \
+            MLP(clf_ckpt["config"]["latent_dim"], clf_ckpt["config"]["hidden"])
+        load_modules(clf_ckpt, dirs["checkpoints"] / "task2_classifier.pt", {"encoder": clf_encoder, "mlp": mlp})
+        ae_encoder = Encoder(**ae_ckpt["config"])
+        load_modules(ae_ckpt, dirs["checkpoints"] / "task1_autoencoder.pt", {"encoder": ae_encoder})
+        mlp.eval()
+        probe = fit_linear_probe(encode(ae_encoder, x_tr, "cpu"), y_tr, args.seed)
+
+        with torch.inference_mode():
+            results = {
+                "classifier": measure(clf_encoder, lambda z: mlp(z).argmax(1), x_te, y_te)
+                | {"accuracy_from": "the classifier's own MLP", "trained_with_shifts_up_to": 2},
+                "autoencoder": measure(ae_encoder, probe, x_te, y_te)
+                | {"accuracy_from": "a linear probe fitted on unshifted training codes", "trained_with_shifts_up_to": 0},
+            }
+        for name, r in results.items():
+            for row in r["per_shift"]:
+                print(f"{name:11s} shift {row['shift']}: map error {row['feature_map_relative_error']:.3f} "
+                      f"(interior {row['feature_map_relative_error_interior']:.3f}, {row['map_shift_cells']} cells), "
+                      f"code change {row['code_relative_change']:.3f}, accuracy {100 * row['accuracy']:.1f}%")
+
+        label = {"classifier": "Task 2 classifier encoder", "autoencoder": "Task 1 AE encoder"}
+        series = {key: {label[n]: [row[key] * (100 if key == "accuracy" else 1) for row in r["per_shift"]]
+                        for n, r in results.items()}
+                  for key in ("feature_map_relative_error", "code_relative_change", "accuracy")}
+        plots.equivariance(list(SHIFTS), {"7x7 feature map vs shifted map": series["feature_map_relative_error"],
+                                          "12-number code": series["code_relative_change"],
+                                          "accuracy on shifted digits": series["accuracy"]},
+                           run.path("figures", f"{NAME}.png"),
+                           {"7x7 feature map vs shifted map": "relative error",
+                            "12-number code": "relative change", "accuracy on shifted digits": "accuracy %"})
+        run.write_results(f"{NAME}.json", {
+            "config": vars(args) | {"shifts": list(SHIFTS), "direction": "right, zero fill",
+                                    "stride_product": STRIDE_PRODUCT, "images": "the test set"},
+            "final": results}, device)
+
+
+if __name__ == "__main__":
+    run_main(main)
