@@ -365,9 +365,16 @@ def seed_value(text: str) -> int:
     return value
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the usage block is left to --help."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def base_parser(description: str, *, epochs: int, batch_size: int, lr: float) -> argparse.ArgumentParser:
     """The flags every task script shares; each help text states its default."""
-    p = argparse.ArgumentParser(description=description)
+    p = Parser(description=description)
     p.add_argument("--epochs", type=positive_int, default=epochs, help=f"training epochs (default: {epochs})")
     p.add_argument("--batch-size", type=positive_int, default=batch_size,
                    help=f"mini-batch size (default: {batch_size})")

@@ -84,17 +84,21 @@ def parse_args(argv=None, doc: str = __doc__, prerequisites: bool = False):
 
 
 def recipes_for(init: str, args) -> list[Recipe]:
-    """The task's recipes; the plain one takes --epochs/--lr/--batch-size, the others are scaled."""
+    """The task's recipes. The plain ones (no augmentation) take Task 4's schedule from --epochs,
+    --lr and --batch-size (two-stage keeps its head/total epoch ratio); the augmented ones are
+    scaled by --recipe-epochs-scale."""
     out = []
     for r in RECIPES:
         if r.init != init:
             continue
-        if not r.augment and r.encoder == "train":
-            r = Recipe(**asdict(r) | {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size})
+        if not r.augment:
+            head = round(r.head_epochs * args.epochs / r.epochs) if r.head_epochs else 0
+            r = Recipe(**asdict(r) | {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
+                                      "head_epochs": min(max(head, 1), args.epochs - 1) if head else 0})
         elif args.recipe_epochs_scale != 1:
-            scale = lambda n: max(1, round(n * args.recipe_epochs_scale))  # noqa: E731
-            r = Recipe(**asdict(r) | {"epochs": max(2, scale(r.epochs)), "head_epochs": min(scale(r.head_epochs),
-                                                                                         max(2, scale(r.epochs)) - 1)})
+            epochs = max(2, round(r.epochs * args.recipe_epochs_scale))
+            head = min(max(1, round(r.head_epochs * args.recipe_epochs_scale)), epochs - 1) if r.head_epochs else 0
+            r = Recipe(**asdict(r) | {"epochs": epochs, "head_epochs": head})
         out.append(r)
     return out
 
@@ -234,7 +238,8 @@ def main(argv=None):
         plots.mean_band({"from scratch": histories["plain"]}, run.path("figures", f"{NAME}_curves_epochs.png"), title)
         plots.mean_band({"from scratch": histories["plain"]}, run.path("figures", f"{NAME}_curves.png"), title,
                         x_key="seconds")
-        final = recipes["plain"] | {"recipes": recipes, "best": best, "selection_by_validation_size": small}
+        final = recipes["plain"] | {"recipes": recipes, "best": best, "selection_by_validation_size": small,
+                                    "label_counts": torch.bincount(train[1], minlength=10).tolist()}
         run.write_results(f"{NAME}.json", {
             "config": vars(args) | {"train_indices": f"0..{FEW_SHOT_SIZE - 1}", "validation": validation | {
                 "used_for": "choosing the recipe (final.best)"}},

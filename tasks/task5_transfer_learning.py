@@ -19,7 +19,7 @@ import plots
 import task1_autoencoder
 import task4_few_shot
 from runs import CheckpointError, load_checkpoint, load_or_train, open_run, out_dirs, read_json, run_main, upstream_flags
-from task4_few_shot import PLAIN, Recipe, run_recipes, run_seeds, selection
+from task4_few_shot import Recipe, run_recipes, run_seeds, selection
 from train import pick_device
 
 NAME = "task5_transfer_learning"
@@ -64,7 +64,8 @@ def transfer_vs_latent_dim(args, data, device, run_id: str) -> list[dict]:
         if ckpt.get("run_id") != run_id:
             raise CheckpointError(f"{path} does not come from the run of results/task1_autoencoder.json; rerun "
                                   f"tasks/task1_autoencoder.py")
-        recipe = Recipe(f"frozen d={d}", "autoencoder", encoder="frozen", **PLAIN)
+        recipe = Recipe(f"frozen d={d}", "autoencoder", encoder="frozen", epochs=args.epochs, lr=args.lr,
+                        batch_size=args.batch_size)  # Task 4's plain schedule
         _, summary = run_seeds(recipe, args, data, device, init_encoder=ckpt["state_dict"]["encoder"],
                                latent_dim=d, label="transfer vs d: ")
         rows.append({"latent_dim": d} | {k: summary[k] for k in ("test_accuracy_mean", "test_accuracy_std",

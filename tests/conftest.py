@@ -10,6 +10,8 @@ import pytest
 
 # The synthetic data is not the official MNIST: skip the MD5 check (tests that need it set MNIST_VERIFY=1).
 os.environ.setdefault("MNIST_VERIFY", "0")
+# Tiny models on tiny data: one thread each, so parallel subprocesses don't oversubscribe the 2 cores.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tasks"))

@@ -262,3 +262,17 @@ def test_missing_file_is_named(tmp_path, monkeypatch):
     message = one_line_error(root, train=False)  # all four files are required, whichever split is asked for
     assert message.startswith(f"MNIST file {missing} is missing (MNIST_DOWNLOAD=0 forbids downloading); ")
     assert "MNIST_ROOT=../shared/mnist" in message and "--data-dir" in message
+
+
+def test_validation_split_is_disjoint_from_the_few_shot_images():
+    from data import FEW_SHOT_SIZE, describe_validation, split_validation, validation_indices
+
+    val = validation_indices(60000)
+    assert (val.start, val.stop) == (50000, 60000)
+    assert not set(val) & set(range(FEW_SHOT_SIZE))
+    x, y = torch.arange(60000).float(), torch.arange(60000)
+    (fx, _), (vx, vy) = split_validation(x, y)
+    assert len(fx) == 50000 and torch.equal(vy, torch.arange(50000, 60000))
+    assert describe_validation(60000)["indices"] == "50000..59999"
+    with pytest.raises(DatasetError):
+        validation_indices(110)  # too small to keep the validation images away from 0..99

@@ -54,15 +54,6 @@ def test_defaults_are_the_architecture_the_tasks_train():
     assert mlp.net[2].p == 0.2
 
 
-def _save_checkpoint():
-    """The tasks' own checkpoint writer (moving from train.py to runs.py; take it where it is)."""
-    try:
-        from runs import save_checkpoint
-    except ImportError:
-        from train import save_checkpoint
-    return save_checkpoint
-
-
 def _trained_like(module):
     """Perturb every float tensor (weights and BatchNorm statistics) so a round-trip is not trivially default."""
     with torch.no_grad():
@@ -74,7 +65,7 @@ def _trained_like(module):
 
 @pytest.mark.parametrize("names", [("encoder", "decoder"), ("encoder", "mlp"), ("decoder",)])
 def test_load_pretrained_round_trips_a_saved_checkpoint(tmp_path, names):
-    save_checkpoint = _save_checkpoint()
+    from runs import save_checkpoint  # the tasks' own checkpoint writer
 
     config = {"latent_dim": 8, "channels": [8, 16], "fc": True} | ({"hidden": 32} if "mlp" in names else {})
     build = {"encoder": lambda: Encoder(8, (8, 16)), "decoder": lambda: Decoder(8, (8, 16)), "mlp": lambda: MLP(8, 32)}
