@@ -158,7 +158,7 @@ def _first(keys: list[str], n: int = 3) -> str:
 def load_pretrained(path) -> dict[str, nn.Module]:
     """The trained modules of a checkpoint, rebuilt from its config, on the CPU and in eval mode.
 
-    ``path`` is a file written by ``train.save_checkpoint``: ``{"config": {"latent_dim", "channels",
+    ``path`` is a file written by ``runs.save_checkpoint``: ``{"config": {"latent_dim", "channels",
     "fc", maybe "hidden"}, "state_dict": {name: state_dict}}`` (other top-level keys are ignored).
     Returns e.g. ``{"encoder": Encoder, "decoder": Decoder}`` for checkpoints/task1_autoencoder.pt,
     ``{"encoder": Encoder, "mlp": MLP}`` for task2_classifier.pt, ``{"decoder": Decoder}`` for

@@ -3,12 +3,13 @@
     python reproduce.py           # full runs into figures/, results/, checkpoints/ and ex2.pdf (~25 min on 2 cores)
     python reproduce.py --quick   # the whole chain in about a minute, into runs/quick/ (committed outputs untouched)
 """
-import argparse
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from runs import Parser
 
 REPO = Path(__file__).resolve().parent
 TASKS = ("task1_autoencoder", "task2_classifier", "task3_classifier_decoding", "q2_equivariance", "task4_few_shot",
@@ -27,7 +28,7 @@ def _terminate(signum, frame):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = Parser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="smoke run of the whole chain (default: off)")
     p.add_argument("--out-dir", default=None,
                    help="where figures/, results/, checkpoints/ and ex2.pdf go (default: the repo root; "
@@ -51,10 +52,16 @@ def main(argv=None):
             if _CHILD[0].wait():
                 sys.exit(f"error: {step} failed (exit status {_CHILD[0].returncode}); see its message above")
     except KeyboardInterrupt:
-        try:  # Ctrl-C reached the step too (same process group): let it clean up and say what it left
-            _CHILD[0].wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            _CHILD[0].kill()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the clean-up
+        for child in _CHILD:
+            try:  # Ctrl-C typed in the terminal reached the step too: it drops its staged outputs and says so
+                child.wait(timeout=5)
+            except subprocess.TimeoutExpired:  # a signal sent to this process alone: pass it on
+                child.send_signal(signal.SIGINT)
+                try:
+                    child.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    child.kill()
         sys.exit(f"interrupted during {step}; the steps before it finished and kept their outputs")
     print(f"== done in {time.perf_counter() - start:.0f}s")
 

@@ -68,14 +68,17 @@ def atomic_path(path: Path):
             os.remove(tmp)
 
 
-def _is_temp_of_atomic_path(name: str) -> bool:
-    """'.results.json.a1b2c3d4.json': the temporary file of atomic_path for 'results.json'."""
-    return re.fullmatch(r"\.(.+)\.[A-Za-z0-9_]{8}(\.[A-Za-z0-9]+)?", name) is not None
+def _is_temp_of_atomic_path(name: str, targets: tuple[str, ...] | None = None) -> bool:
+    """'.results.json.a1b2c3d4.json': the temporary file of atomic_path for 'results.json' (for one
+    of `targets` only, if given)."""
+    m = re.fullmatch(r"\.(.+)\.[A-Za-z0-9_]{8}(\.[A-Za-z0-9]+)?", name)
+    return m is not None and (targets is None or m.group(1) in targets or m.group(1).endswith(".zip"))
 
 
 def write_json(path: Path, obj: dict) -> None:
+    """Strict JSON (a NaN or infinity is a bug upstream, never written)."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2) + "\n")
+        tmp.write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n")
 
 
 def read_json(path: Path) -> dict:
@@ -161,10 +164,14 @@ def check_out_dir(root: Path) -> None:
     """The out-dir must be a folder (created if missing) that we can write into."""
     if root.exists() and not root.is_dir():
         raise UserError(f"--out-dir {root} is a file, not a folder; pass a folder")
+    for kind in KINDS:
+        if (root / kind).exists() and not (root / kind).is_dir():
+            raise UserError(f"{root / kind} is a file, not a folder; move it away or pass another --out-dir")
     try:
         root.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=root, prefix=".write-test.")
-        probe.close()
+        for folder in (root, *(root / kind for kind in KINDS if (root / kind).is_dir())):
+            probe = tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test.")
+            probe.close()
     except OSError as exc:
         raise UserError(f"cannot write into --out-dir {root} ({exc.strerror or type(exc).__name__}); "
                         f"pass a folder you can write to") from None
@@ -209,11 +216,12 @@ def remove_leftovers(root: Path) -> None:
     """Remove what killed runs left: staging folders and atomic_path's temporary files. Called with
     the out-dir's lock held, so no other run can own them."""
     shutil.rmtree(root / ".staging", ignore_errors=True)
-    for folder in (root, *(root / kind for kind in KINDS)):
-        if folder.is_dir():
-            for f in folder.iterdir():
-                if f.is_file() and _is_temp_of_atomic_path(f.name):
-                    f.unlink(missing_ok=True)
+    leftovers = [f for f in root.iterdir() if _is_temp_of_atomic_path(f.name, ("README.md", "ex2.pdf"))]
+    for folder in (root / kind for kind in KINDS):  # these folders hold only the runs' own outputs
+        leftovers += [f for f in folder.iterdir() if _is_temp_of_atomic_path(f.name)] if folder.is_dir() else []
+    for f in leftovers:
+        if f.is_file():
+            f.unlink(missing_ok=True)
 
 
 class Run:
@@ -240,17 +248,37 @@ class Run:
                                                           "environment": environment(device, self.started)})
 
     def commit(self) -> list[Path]:
-        """Move every staged file into place (figures, checkpoints, then results) and return them."""
-        moved = []
-        for kind in KINDS:
-            src = self.stage / kind
-            if src.is_dir():
-                (self.root / kind).mkdir(parents=True, exist_ok=True)
-                for f in sorted(src.iterdir()):
-                    os.replace(f, self.root / kind / f.name)
-                    moved.append(self.root / kind / f.name)
-        shutil.rmtree(self.stage, ignore_errors=True)
-        return moved
+        """Move every staged file into place (figures, checkpoints, then results) and remove the
+        outputs of an earlier run of this task that this run did not write (e.g. the exploration
+        figures of a run with exploration, after one without), so the set stays one run's.
+        Ctrl-C and SIGTERM wait until the commit is done."""
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            moved = []
+            for kind in KINDS:
+                src, dst = self.stage / kind, self.root / kind
+                staged = {f.name for f in src.iterdir()} if src.is_dir() else set()
+                for old in task_outputs(dst, self.name):
+                    if old.name not in staged:
+                        old.unlink()
+                if staged:
+                    dst.mkdir(parents=True, exist_ok=True)
+                    for name in sorted(staged):
+                        os.replace(src / name, dst / name)
+                        moved.append(dst / name)
+            shutil.rmtree(self.stage, ignore_errors=True)
+            return moved
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def task_outputs(folder: Path, name: str) -> list[Path]:
+    """The files a run of task `name` writes into folder: '<name>.<ext>' and '<name>_<anything>.<ext>'
+    (never the '<name>.replaced-<date>.<ext>' files kept by --retrain-prerequisites)."""
+    if not folder.is_dir():
+        return []
+    pattern = re.compile(rf"{re.escape(name)}(_[^.]+)?\.[A-Za-z0-9]+")
+    return sorted(f for f in folder.iterdir() if f.is_file() and pattern.fullmatch(f.name))
 
 
 @contextlib.contextmanager
@@ -317,18 +345,17 @@ def load_or_train(task_module, args, extra_flags: tuple[str, ...] = ()) -> tuple
     try:
         ckpt = load_checkpoint(ckpt_path, expect)
         results = read_json(results_path)
-        if results.get("run_id") != ckpt.get("run_id"):
+        if not ckpt.get("run_id") or results.get("run_id") != ckpt.get("run_id"):
             raise CheckpointError(f"{ckpt_path} and {results_path} come from different runs")
     except CheckpointError as exc:
         if not getattr(args, "retrain_prerequisites", False):
             raise UserError(f"{exc}; rerun tasks/{name}.py with its defaults, or pass --retrain-prerequisites "
                             f"to keep these files under a new name and retrain") from None
         tag = "replaced-" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        for path in (ckpt_path, results_path):
-            if path.exists():
-                aside = path.with_name(f"{path.stem}.{tag}{path.suffix}")
-                os.replace(path, aside)
-                print(f"{exc}; kept the old file as {aside}")
+        print(f"{exc}; keeping that run's files under new names ('.{tag}') and retraining")
+        for kind in KINDS:  # every output of that run: checkpoints, results and figures
+            for path in task_outputs(dirs[kind], name):
+                os.replace(path, path.with_name(f"{path.stem}.{tag}{path.suffix}"))
         task_module.main(upstream_flags(args) + list(extra_flags))
         ckpt, results = load_checkpoint(ckpt_path, expect), read_json(results_path)
     return ckpt, results

@@ -169,6 +169,10 @@ def fit(model: nn.Module, train: tuple, test: tuple, *, objective: str, epochs: 
         if val is not None and epoch == epochs:  # validation decides on the trained model: after the last epoch
             va = evaluate(model, *val, objective, device, prefixes=val_prefixes)
             row.update({f"val_{k}": v for k, v in va.items()})
+        bad = [k for k, v in row.items() if isinstance(v, float) and not math.isfinite(v)]
+        if bad:  # e.g. BatchNorm statistics that overflowed: the training loss alone does not show it
+            raise DivergedError(f"training diverged: {bad[0]} is {row[bad[0]]} after epoch {epoch}; nothing was "
+                                f"written; try a smaller --lr (peak lr now {lr:g})")
         history.append(row)
         log(_progress_line(label, row, epochs, time.perf_counter() - start))
     return history

@@ -3,7 +3,6 @@
     python report/build.py                       # ex2.pdf at the repo root + README table
     python report/build.py --out-dir runs/quick  # report of a scratch run, into runs/quick/ex2.pdf
 """
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -12,7 +11,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from models import MLP, Decoder, Encoder, count_parameters  # noqa: E402
-from runs import UserError, atomic_path, read_json, run_main, write_json  # noqa: E402
+from runs import (Parser, UserError, atomic_path, check_out_dir, out_dir_lock, read_json, run_main,  # noqa: E402
+                  write_json)
 
 from reproduce import TASKS  # noqa: E402  (the task scripts, in order)
 
@@ -79,13 +79,26 @@ def update_readme(results: Path) -> None:
         tmp.write_text(text[:start] + "\n" + results_table(results) + "\n" + text[end:])
 
 
+def check_one_set(results: Path) -> None:
+    """Every results file exists, and each one built on another task's outputs names the run of
+    that task's results file (so a rerun of Task 1 alone cannot leave Task 3's stale numbers)."""
+    runs = {}
+    for name in TASKS:
+        if not (results / f"{name}.json").is_file():
+            raise UserError(f"{results / name}.json not found; run tasks/{name}.py (or python reproduce.py) first")
+        runs[name] = read_json(results / f"{name}.json")
+    for name, res in runs.items():
+        for upstream, run_id in res.get("prerequisites", {}).items():
+            if upstream in runs and runs[upstream].get("run_id") != run_id:
+                raise UserError(f"{results / name}.json was computed from another run of {upstream} than "
+                                f"{results / upstream}.json; rerun tasks/{name}.py (or python reproduce.py)")
+
+
 def build_pdf(out_dir: Path, output: Path, names: str | None = None) -> None:
     import typst
 
     results, figures = out_dir / "results", out_dir / "figures"
-    for name in TASKS:
-        if not (results / f"{name}.json").is_file():
-            raise UserError(f"{results / name}.json not found; run tasks/{name}.py (or python reproduce.py) first")
+    check_one_set(results)
     write_architecture(results)
     source = REPO / "report" / "ex2.typ"
     root = Path(os.path.commonpath([source, results, figures]))  # Typst reads files only below its root
@@ -107,7 +120,7 @@ def build_pdf(out_dir: Path, output: Path, names: str | None = None) -> None:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Build ex2.pdf (and the README's results table) from the results.")
+    p = Parser(description="Build ex2.pdf (and the README's results table) from the results.")
     p.add_argument("--out-dir", default=None, help="folder with results/ and figures/ (default: the repo root)")
     p.add_argument("--output", default=None, help="the PDF to write (default: <out-dir>/ex2.pdf)")
     p.add_argument("--names", default=None,
@@ -115,10 +128,12 @@ def main(argv=None):
                         "(default: placeholders)")
     args = p.parse_args(argv)
     out_dir = Path(args.out_dir).resolve() if args.out_dir else REPO
-    build_pdf(out_dir, Path(args.output).resolve() if args.output else out_dir / "ex2.pdf", args.names)
-    if out_dir == REPO:
-        update_readme(out_dir / "results")
-        print("updated the results table in README.md")
+    check_out_dir(out_dir)
+    with out_dir_lock(out_dir):  # no task may commit into this set while the report reads it
+        build_pdf(out_dir, Path(args.output).resolve() if args.output else out_dir / "ex2.pdf", args.names)
+        if out_dir == REPO:
+            update_readme(out_dir / "results")
+            print("updated the results table in README.md")
 
 
 if __name__ == "__main__":

@@ -163,9 +163,11 @@ def mean_band(runs: dict[str, list[list[dict]]], path, title: str, x_key: str = 
         if x_key == "epoch":
             _epoch_axis(ax)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), frameon=False)
+    ncol = 2 if len(labels) > 2 else len(labels)
+    rows = (len(labels) + ncol - 1) // ncol
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, frameon=False)
     fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.06 * (1 + (len(labels) - 1) // 4), 1, 1))
+    fig.tight_layout(rect=(0, 0.055 * rows + 0.01, 1, 1))
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=200, format="png")
     plt.close(fig)
@@ -209,12 +211,16 @@ def latent_scatter(panels: dict[str, tuple["np.ndarray", "np.ndarray"]], path, t
 def equivariance(shifts: list[int], panels: dict[str, dict[str, list[float]]], path, ylabels: dict[str, str]) -> None:
     """One panel per measurement (e.g. feature-map error, code change, accuracy) against the shift in
     pixels, one line per encoder; shifts that are multiples of the stride product are marked."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(TEXT_WIDTH, 2.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(TEXT_WIDTH, 2.9), squeeze=False)
     for ax, (name, series) in zip(axes[0], panels.items()):
         for i, (label, y) in enumerate(series.items()):
             ax.plot(shifts, y, "o-", ms=4, color=COLORS(i), label=label)
         ax.set(xlabel="shift (pixels)", ylabel=ylabels[name], title=name)
         ax.set_xticks(shifts)
         ax.grid(alpha=0.3)
-    axes[0, 0].legend()
-    _save(fig, path)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
+    fig.tight_layout(rect=(0, 0.09, 1, 1))
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=200, format="png")
+    plt.close(fig)

@@ -18,7 +18,7 @@ import torch
 import plots
 import task1_autoencoder
 import task2_classifier
-from data import load_splits
+from data import describe_validation, load_splits
 from models import MLP, Encoder
 from runs import add_prerequisite_flag, base_parser, load_modules, load_or_train, open_run, out_dirs, run_main
 from task3_classifier_decoding import encode, fit_linear_probe
@@ -91,14 +91,15 @@ def main(argv=None):
     device = pick_device(args.device)
     dirs = out_dirs(args)
     with open_run(NAME, args) as run:
-        clf_ckpt, _ = load_or_train(task2_classifier, args)
-        ae_ckpt, _ = load_or_train(task1_autoencoder, args, ("--explore-epochs", "0"))
+        clf_ckpt, clf_results = load_or_train(task2_classifier, args)
+        ae_ckpt, ae_results = load_or_train(task1_autoencoder, args, ("--explore-epochs", "0"))
         (x_tr, y_tr), (x_te, y_te) = load_splits(args.data_dir, args.quick)
 
         clf_encoder, mlp = Encoder(**{k: clf_ckpt["config"][k] for k in ("latent_dim", "channels", "fc")}), \
             MLP(clf_ckpt["config"]["latent_dim"], clf_ckpt["config"]["hidden"])
         load_modules(clf_ckpt, dirs["checkpoints"] / "task2_classifier.pt", {"encoder": clf_encoder, "mlp": mlp})
-        ae_encoder = Encoder(**ae_ckpt["config"])
+        cfg = ae_ckpt["config"]
+        ae_encoder = Encoder(cfg["latent_dim"], cfg["channels"], cfg["fc"])
         load_modules(ae_ckpt, dirs["checkpoints"] / "task1_autoencoder.pt", {"encoder": ae_encoder})
         mlp.eval()
         probe = fit_linear_probe(encode(ae_encoder, x_tr, "cpu"), y_tr, args.seed)
@@ -127,7 +128,9 @@ def main(argv=None):
                            {"7x7 feature map vs shifted map": "relative error",
                             "12-number code": "relative change", "accuracy on shifted digits": "accuracy %"})
         run.write_results(f"{NAME}.json", {
-            "config": vars(args) | {"shifts": list(SHIFTS), "direction": "right, zero fill",
+            "prerequisites": {"task1_autoencoder": ae_results["run_id"], "task2_classifier": clf_results["run_id"]},
+            "config": vars(args) | {"validation": describe_validation(len(x_tr)) | {"used_for": "nothing (no training)"},
+                                    "shifts": list(SHIFTS), "direction": "right, zero fill",
                                     "stride_product": STRIDE_PRODUCT, "images": "the test set"},
             "final": results}, device)
 

@@ -21,7 +21,7 @@ from torch import nn
 import plots
 import task1_autoencoder
 import task2_classifier
-from data import load_splits
+from data import describe_validation, load_splits
 from models import Decoder, Encoder
 from runs import (add_prerequisite_flag, base_parser, load_modules, load_or_train, open_run, out_dirs, run_main,
                   save_checkpoint)
@@ -184,7 +184,7 @@ def main(argv=None):
     device = pick_device(args.device)
     with open_run(NAME, args) as run:
         # The two trained encoders: Task 2's classifier (frozen here) and Task 1's autoencoder
-        clf_ckpt, _ = load_or_train(task2_classifier, args)
+        clf_ckpt, clf_results = load_or_train(task2_classifier, args)
         ae_ckpt, ae_results = load_or_train(task1_autoencoder, args, ("--explore-epochs", "0"))
         train, test = load_splits(args.data_dir, args.quick)
         arch = clf_ckpt["config"]
@@ -204,7 +204,9 @@ def main(argv=None):
         control_unchanged = bit_identical(ae_ckpt["state_dict"]["encoder"], ae_frozen)
 
         # Task 1's autoencoder (encoder + its jointly trained decoder), for the comparison
-        ae_encoder, ae_decoder = Encoder(**ae_ckpt["config"]), Decoder(**ae_ckpt["config"])
+        cfg = ae_ckpt["config"]
+        ae_encoder = Encoder(cfg["latent_dim"], cfg["channels"], cfg["fc"])
+        ae_decoder = Decoder(cfg["latent_dim"], cfg["channels"], cfg["fc"])
         load_modules(ae_ckpt, out_dirs(args)["checkpoints"] / "task1_autoencoder.pt", {"encoder": ae_encoder, "decoder": ae_decoder})
         for m in (encoder, decoder, ae_encoder, ae_decoder):
             m.to(device)
@@ -246,7 +248,7 @@ def main(argv=None):
         show = torch.cat([torch.nonzero(y_te == c).flatten()[:6] for c in range(10)])
         plots.digit_grid({"input": x_te[show], "AE (Task 1)": recon["autoencoder"][show],
                           "classifier enc.\n+ decoder": recon["classifier_decoder"][show]},
-                         run.path("figures", f"{NAME}_digits.png"), per_row=10)
+                         run.path("figures", f"{NAME}_digits.png"), per_row=15)
         plots.bars({"autoencoder (Task 1)": final["per_class_test_l1"]["autoencoder"],
                     "classifier encoder + decoder": final["per_class_test_l1"]["classifier_decoder"]},
                    [str(c) for c in range(10)], run.path("figures", f"{NAME}_per_class_l1.png"),
@@ -265,7 +267,11 @@ def main(argv=None):
         plots.bars({f"{k} code": [final["style_r2"][k][m] or 0.0 for m in STYLE_MEASURES] for k in codes},
                    [m.replace("_", "\n") for m in STYLE_MEASURES], run.path("figures", f"{NAME}_style_r2.png"),
                    "held-out R²", fmt="{:.2f}")
-        run.write_results(f"{NAME}.json", {"config": vars(args), "architecture": arch, "history": history,
+        config = vars(args) | {"validation": describe_validation(len(train[0])) | {
+            "used_for": "nothing: the decoder's epochs and lr come from the earlier sweep scored on the test set"}}
+        run.write_results(f"{NAME}.json", {"prerequisites": {"task1_autoencoder": ae_results["run_id"],
+                                                             "task2_classifier": clf_results["run_id"]},
+                                           "config": config, "architecture": arch, "history": history,
                                            "control_history": control_history, "final": final}, device)
 
 

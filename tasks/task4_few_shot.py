@@ -76,6 +76,8 @@ def parse_args(argv=None, doc: str = __doc__, prerequisites: bool = False):
     args = p.parse_args(argv)
     if args.seed + args.seeds - 1 > SEED_MAX:
         p.error(f"--seed {args.seed} with --seeds {args.seeds} runs past the largest seed {SEED_MAX}")
+    if prerequisites and args.epochs < 2:
+        p.error("--epochs must be >= 2: the two-stage recipe trains the MLP alone first, then everything")
     if not 0 < args.recipe_epochs_scale <= 10:
         p.error("--recipe-epochs-scale must be in (0, 10]")
     if args.quick:
@@ -92,9 +94,9 @@ def recipes_for(init: str, args) -> list[Recipe]:
         if r.init != init:
             continue
         if not r.augment:
-            head = round(r.head_epochs * args.epochs / r.epochs) if r.head_epochs else 0
+            head = min(max(1, round(r.head_epochs * args.epochs / r.epochs)), args.epochs - 1) if r.head_epochs else 0
             r = Recipe(**asdict(r) | {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
-                                      "head_epochs": min(max(head, 1), args.epochs - 1) if head else 0})
+                                      "head_epochs": head})
         elif args.recipe_epochs_scale != 1:
             epochs = max(2, round(r.epochs * args.recipe_epochs_scale))
             head = min(max(1, round(r.head_epochs * args.recipe_epochs_scale)), epochs - 1) if r.head_epochs else 0
@@ -127,13 +129,13 @@ def train_recipe(model, recipe: Recipe, data, device, generator, curves: bool, l
         return fit(model, train, test, epochs=recipe.epochs, lr=recipe.lr, eval_every=every, **common)
     encoder.requires_grad_(False)  # frozen, or the first stage of two-stage: only the MLP trains
     first = recipe.epochs if recipe.encoder == "frozen" else recipe.head_epochs
-    history = fit(model, train, test, epochs=first, lr=recipe.lr, params=mlp.parameters(), frozen=(encoder,),
+    history = fit(model, train, test, epochs=first, lr=recipe.lr, params=list(mlp.parameters()), frozen=(encoder,),
                   eval_every=min(every, first), **common)
     if recipe.encoder == "frozen":
         return history
     encoder.requires_grad_(True)
-    groups = [{"params": encoder.parameters(), "lr": recipe.lr * recipe.encoder_lr_factor},
-              {"params": mlp.parameters(), "lr": recipe.lr}]
+    groups = [{"params": list(encoder.parameters()), "lr": recipe.lr * recipe.encoder_lr_factor},
+              {"params": list(mlp.parameters()), "lr": recipe.lr}]
     second = fit(model, train, test, epochs=recipe.epochs - first, lr=recipe.lr, params=groups,
                  eval_every=min(every, recipe.epochs - first), **common)
     for row in second:  # one history: epochs and training seconds continue from the first stage

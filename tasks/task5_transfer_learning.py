@@ -38,6 +38,10 @@ def task4_results(args) -> dict:
                                                      "--batch-size", str(args.batch_size), "--lr", str(args.lr),
                                                      "--recipe-epochs-scale", str(args.recipe_epochs_scale)])
     task4 = read_json(path)
+    missing = [r for r in task4_few_shot.SAME_RECIPE if r not in task4.get("final", {}).get("recipes", {})]
+    if missing or "histories" not in task4 or "run_id" not in task4:
+        raise CheckpointError(f"{path} lacks {', '.join(missing) or 'its histories or run_id'} (an older version's "
+                              f"results?); rerun tasks/task4_few_shot.py")
     differs = [k for k in ("epochs", "batch_size", "lr", "seed", "seeds", "recipe_epochs_scale")
                if task4["config"].get(k) != getattr(args, k)]
     if differs:
@@ -46,27 +50,45 @@ def task4_results(args) -> dict:
 
 
 def pretraining_gain(task5: dict, task4: dict) -> dict:
-    """Task 5 minus Task 4 under the same recipe: difference of the mean test accuracies and its
-    standard error sqrt(s4^2/n4 + s5^2/n5) from the seed spreads."""
+    """Task 5 minus Task 4 under the same recipe: difference of the mean test accuracies, its
+    (unpaired, Welch) standard error sqrt(s4^2/n4 + s5^2/n5), and the paired one over the per-seed
+    differences: a seed fixes the MLP's initialisation, the batch order and the augmentation in
+    both tasks, so only the encoder's start differs within a pair."""
+    t4 = {r["seed"]: r["test_accuracy"] for r in task4["per_seed"]}
+    diffs = [r["test_accuracy"] - t4[r["seed"]] for r in task5["per_seed"] if r["seed"] in t4]
+    mean = sum(diffs) / len(diffs)
+    paired = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) / len(diffs)) if len(diffs) > 1 else 0.0
     return {"task4_recipe": task4["recipe"]["name"], "task5_recipe": task5["recipe"]["name"],
             "test_accuracy_difference": task5["test_accuracy_mean"] - task4["test_accuracy_mean"],
             "standard_error": math.sqrt(task5["test_accuracy_std"] ** 2 / task5["seeds"]
-                                        + task4["test_accuracy_std"] ** 2 / task4["seeds"])}
+                                        + task4["test_accuracy_std"] ** 2 / task4["seeds"]),
+            "paired_seeds": len(diffs), "paired_standard_error": paired}
 
 
-def transfer_vs_latent_dim(args, data, device, run_id: str) -> list[dict]:
-    """Frozen-encoder probe (Task 4's plain schedule, only the MLP trains) on the 100 images for
-    each AE of Task 1's latent sweep."""
-    rows = []
+def sweep_encoders(args, ae_results: dict) -> dict[int, dict]:
+    """The encoders of Task 1's latent sweep (d -> state_dict), checked to come from the run of
+    results/task1_autoencoder.json; {} if that run skipped the exploration."""
+    if not ae_results["final"].get("exploration"):
+        return {}
+    encoders = {}
     for d in task1_autoencoder.SWEEP_DIMS:
         path = out_dirs(args)["checkpoints"] / task1_autoencoder.sweep_checkpoint(d)
         ckpt = load_checkpoint(path, {"latent_dim": d})
-        if ckpt.get("run_id") != run_id:
+        if ckpt.get("run_id") != ae_results["run_id"]:
             raise CheckpointError(f"{path} does not come from the run of results/task1_autoencoder.json; rerun "
                                   f"tasks/task1_autoencoder.py")
+        encoders[d] = ckpt["state_dict"]["encoder"]
+    return encoders
+
+
+def transfer_vs_latent_dim(args, data, device, encoders: dict[int, dict]) -> list[dict]:
+    """Frozen-encoder probe (Task 4's plain schedule, only the MLP trains) on the 100 images for
+    each AE of Task 1's latent sweep."""
+    rows = []
+    for d, encoder in encoders.items():
         recipe = Recipe(f"frozen d={d}", "autoencoder", encoder="frozen", epochs=args.epochs, lr=args.lr,
                         batch_size=args.batch_size)  # Task 4's plain schedule
-        _, summary = run_seeds(recipe, args, data, device, init_encoder=ckpt["state_dict"]["encoder"],
+        _, summary = run_seeds(recipe, args, data, device, init_encoder=encoder,
                                latent_dim=d, label="transfer vs d: ")
         rows.append({"latent_dim": d} | {k: summary[k] for k in ("test_accuracy_mean", "test_accuracy_std",
                                                                 "val_accuracy_mean", "val_accuracy_std", "seeds")})
@@ -80,6 +102,7 @@ def main(argv=None):
     device = pick_device(args.device)
     with open_run(NAME, args) as run:
         ae_ckpt, ae_results = load_or_train(task1_autoencoder, args)
+        by_d_encoders = sweep_encoders(args, ae_results)  # checked before any training
         task4 = task4_results(args)
         train, val, test, validation = task4_few_shot.load_data(args)
         data = (train, val, test)
@@ -90,18 +113,19 @@ def main(argv=None):
         best, small = selection(recipes)
         gains = {setup: pretraining_gain(recipes[t5], task4["final"]["recipes"][t4])
                  for setup, (t4, t5) in zip(("plain", "augmented"), task4_few_shot.SAME_RECIPE.items())}
-        by_d = transfer_vs_latent_dim(args, data, device, ae_results["run_id"]) if ae_results["final"].get("exploration") else []
+        by_d = transfer_vs_latent_dim(args, data, device, by_d_encoders)
 
         print(f"encoder started from Task 1's AE weights: {started_from_ae}")
         print(f"chosen on validation: {best['recipe']} (test accuracy {100 * best['test_accuracy_mean']:.2f}%); "
               f"with only 100 / 500 validation images: {small['100']} / {small['500']}")
         for setup, g in gains.items():
             print(f"pre-training gain, {setup}: {100 * g['test_accuracy_difference']:+.2f} "
-                  f"+- {100 * g['standard_error']:.2f} points")
+                  f"+- {100 * g['standard_error']:.2f} points (paired: +- {100 * g['paired_standard_error']:.2f})")
 
-        plots.mean_band({"Task 4: random init": task4["histories"], "Task 5: AE encoder": histories["fine-tune"]},
-                        run.path("figures", f"{NAME}_vs_task4.png"),
-                        f"100 labelled images, plain set-up, {args.seeds} seeds (mean, min-max band)")
+        for suffix, x_key in (("", "epoch"), ("_seconds", "seconds")):
+            plots.mean_band({"Task 4: random init": task4["histories"], "Task 5: AE encoder": histories["fine-tune"]},
+                            run.path("figures", f"{NAME}_vs_task4{suffix}.png"),
+                            f"100 labelled images, plain set-up, {args.seeds} seeds (mean, min-max band)", x_key=x_key)
         t4r = task4["final"]["recipes"]
         names = list(t4r) + list(recipes)
         plots.bars({"test": [100 * (t4r | recipes)[n]["test_accuracy_mean"] for n in names],
@@ -121,6 +145,7 @@ def main(argv=None):
             "selection_by_validation_size": small, "pretraining_gain": gains, "transfer_vs_latent_dim": by_d,
             "task4": {k: task4["final"][k] for k in ("test_accuracy_mean", "test_accuracy_std", "test_loss_mean")}}
         run.write_results(f"{NAME}.json", {
+            "prerequisites": {"task1_autoencoder": ae_results["run_id"], "task4_few_shot": task4["run_id"]},
             "config": vars(args) | {"train_indices": f"0..{task4_few_shot.FEW_SHOT_SIZE - 1}",
                                     "init_encoder": "checkpoints/task1_autoencoder.pt",
                                     "validation": validation | {"used_for": "choosing the recipe (final.best)"}},

@@ -12,6 +12,10 @@ import pytest
 os.environ.setdefault("MNIST_VERIFY", "0")
 # Tiny models on tiny data: one thread each, so parallel subprocesses don't oversubscribe the 2 cores.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Build matplotlib's font cache here, once: its first-run notice on stderr would otherwise land in the
+# one-line error output of the first subprocess test on a fresh machine.
+import matplotlib.font_manager  # noqa: E402,F401
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tasks"))
@@ -54,12 +58,22 @@ def mnist_root(tmp_path_factory) -> Path:
 def chain(mnist_root, tmp_path_factory):
     """The quick reproduce chain (Tasks 1-5 in order, then the report) into one scratch folder;
     shared by test_tasks.py and test_notebook.py (session scope: one run)."""
+    if os.environ.get("EX2_CHAIN_DIR"):  # reuse a finished quick chain while iterating on the tests
+        return Path(os.environ["EX2_CHAIN_DIR"]), ""
+    committed = committed_outputs()
     out = tmp_path_factory.mktemp("out")
     done = subprocess.run([sys.executable, str(REPO / "reproduce.py"), "--quick", "--device", "cpu",
                            "--data-dir", str(mnist_root), "--out-dir", str(out)],
                           cwd=REPO, env=os.environ | {"MNIST_DOWNLOAD": "0"}, capture_output=True, text=True,
                           check=True, timeout=900)
+    assert committed_outputs() == committed, "the quick chain touched the committed outputs"
     return out, done.stdout
+
+
+def committed_outputs() -> dict:
+    """Size and modification time of every committed output (figures, results, checkpoints, ex2.pdf)."""
+    files = [p for kind in ("figures", "results", "checkpoints") for p in (REPO / kind).glob("*")] + [REPO / "ex2.pdf"]
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in files if p.is_file()}
 
 
 def run_task(script: str, *args, check: bool = True, env_extra: dict | None = None) -> subprocess.CompletedProcess:

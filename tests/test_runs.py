@@ -1,6 +1,7 @@
 """A run's outputs are one unit: staging, the out-dir lock, early checks, one-line errors, signals,
 malformed files and prerequisites (runs.py). Subprocesses as a user would run them, on the synthetic data."""
 import fcntl
+import json
 import os
 import signal
 import subprocess
@@ -27,7 +28,11 @@ def _one_line(out) -> str:
 def task1_done(mnist_root, tmp_path_factory):
     """A complete quick Task 1 run (no exploration) into its own out-dir."""
     out = tmp_path_factory.mktemp("t1")
-    run_task("task1_autoencoder.py", *FAST_T1, "--data-dir", mnist_root, "--out-dir", out)
+    old = os.umask(0o022)  # inherited by the run: mkstemp's 0600 would show as a mismatch
+    try:
+        run_task("task1_autoencoder.py", *FAST_T1, "--data-dir", mnist_root, "--out-dir", out)
+    finally:
+        os.umask(old)
     return out
 
 
@@ -38,13 +43,7 @@ def _snapshot(out):
 def test_outputs_get_ordinary_permissions(task1_done):
     for p in (task1_done / "results" / "task1_autoencoder.json", task1_done / "checkpoints" / "task1_autoencoder.pt",
               task1_done / "figures" / "task1_autoencoder_curves.png"):
-        assert p.stat().st_mode & 0o777 == 0o666 & ~_umask(), p
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+        assert p.stat().st_mode & 0o777 == 0o644, p
 
 
 def test_results_and_checkpoint_carry_the_same_run_id(task1_done):
@@ -100,6 +99,10 @@ def test_leftovers_of_killed_runs_are_removed(tmp_path):
     stale.write_text("")
     keep = tmp_path / "results" / "notes.json"
     keep.write_text("{}")
+    stale_output = tmp_path / "results" / "demo_old_extra.json"  # an earlier run's output this run does not write
+    stale_output.write_text("{}")
+    kept_aside = tmp_path / "results" / "demo.replaced-20260101T000000Z.json"
+    kept_aside.write_text("{}")
 
     class Args:
         out_dir, quick = str(tmp_path), False
@@ -108,6 +111,7 @@ def test_leftovers_of_killed_runs_are_removed(tmp_path):
         (run.path("results", "demo.json")).parent.mkdir(parents=True)
         run.path("results", "demo.json").write_text("{}")
     assert not stale.exists() and not (tmp_path / ".staging" / "task1-old").exists() and keep.exists()
+    assert not stale_output.exists() and kept_aside.exists()
     assert (tmp_path / "results" / "demo.json").exists()
 
 
@@ -218,3 +222,22 @@ def test_ctrl_c_in_reproduce_ends_in_one_line(mnist_root, tmp_path):
     assert proc.returncode != 0 and "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("interrupted during tasks/task1_autoencoder.py")
     assert not (tmp_path / "results").exists()
+
+
+def test_checkpoint_and_results_of_different_runs_are_refused(task1_done, tmp_path):
+    import shutil
+
+    import task1_autoencoder
+    from runs import UserError, load_or_train
+
+    out_dir = tmp_path / "o"
+    shutil.copytree(task1_done, out_dir)
+    results = out_dir / "results" / "task1_autoencoder.json"
+    res = json.loads(results.read_text())
+    results.write_text(json.dumps(res | {"run_id": "task1_autoencoder-another-run"}))
+
+    class Args:
+        out_dir, quick, seed, device, data_dir, retrain_prerequisites = str(tmp_path / "o"), True, 0, "cpu", None, False
+
+    with pytest.raises(UserError, match="come from different runs.*--retrain-prerequisites"):
+        load_or_train(task1_autoencoder, Args)
