@@ -11,6 +11,7 @@ from torch import nn
 
 import task1_autoencoder
 import task2_classifier
+import task3_classifier_decoding
 import task4_few_shot
 import task5_transfer_learning
 from data import load_mnist
@@ -92,6 +93,31 @@ def test_task3_decoder_has_task1_decoder_architecture(chain):
     t1 = load_checkpoint(out / "checkpoints" / "task1_autoencoder.pt")["state_dict"]["decoder"]
     t3 = load_checkpoint(out / "checkpoints" / "task3_classifier_decoding.pt")["state_dict"]["decoder"]
     assert {k: v.shape for k, v in t3.items()} == {k: v.shape for k, v in t1.items()}  # weights and BN buffers
+
+
+def test_task3_trains_only_the_decoder_on_the_frozen_classifier_encoder(chain, mnist_root, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(chain[0], out)
+    calls = []
+    real_fit = task3_classifier_decoding.fit
+
+    def spy(model, train, test, **kwargs):
+        encoder, decoder = model
+        kwargs["params"] = list(kwargs["params"])  # passed on unchanged, just not consumed here
+        calls.append({"params": {id(p) for p in kwargs["params"] if p.requires_grad},
+                      "decoder": {id(p) for p in decoder.parameters()}, "frozen": kwargs["frozen"], "encoder": encoder})
+        return real_fit(model, train, test, **kwargs)
+
+    with mock.patch.object(task3_classifier_decoding, "fit", spy):
+        task3_classifier_decoding.main(["--quick", "--device", "cpu", "--data-dir", str(mnist_root), "--out-dir",
+                                        str(out)])
+    clf = load_checkpoint(out / "checkpoints" / "task2_classifier.pt")["state_dict"]["encoder"]
+    task3_call = calls[0]  # then the control on the AE encoder
+    assert task3_call["params"] == task3_call["decoder"]  # the optimiser holds the decoder's parameters only
+    assert task3_call["encoder"] in task3_call["frozen"]
+    after = task3_call["encoder"].state_dict()
+    assert all(torch.equal(v, after[k].cpu()) for k, v in clf.items())  # bit-identical, BatchNorm statistics too
+    assert json.loads((out / "results" / "task3_classifier_decoding.json").read_text())["final"]["encoder_unchanged"]
 
 
 # ----------------------------------------------------------------------------- Tasks 4, 5: indices 0..99, AE init
