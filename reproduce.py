@@ -1,6 +1,6 @@
 """Reproduce everything: Tasks 1-5 and the Q2 measurement in order, then the report ex2.pdf.
 
-    python reproduce.py           # full runs into figures/, results/, checkpoints/ and ex2.pdf (~25 min on 2 cores)
+    python reproduce.py           # full runs into figures/, results/, checkpoints/ and ex2.pdf (over an hour on 2 slow cores)
     python reproduce.py --quick   # the whole chain in about a minute, into runs/quick/ (committed outputs untouched)
 """
 import signal

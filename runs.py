@@ -349,7 +349,8 @@ def load_or_train(task_module, args, extra_flags: tuple[str, ...] = ()) -> tuple
             raise CheckpointError(f"{ckpt_path} and {results_path} come from different runs")
     except CheckpointError as exc:
         if not getattr(args, "retrain_prerequisites", False):
-            raise UserError(f"{exc}; rerun tasks/{name}.py with its defaults, or pass --retrain-prerequisites "
+            reason = str(exc).removesuffix("; rerun the task that writes it")
+            raise UserError(f"{reason}; rerun tasks/{name}.py with its defaults, or pass --retrain-prerequisites "
                             f"to keep these files under a new name and retrain") from None
         tag = "replaced-" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         print(f"{exc}; keeping that run's files under new names ('.{tag}') and retraining")
