@@ -151,6 +151,11 @@ _BUILDERS = {
 }
 
 
+def build_module(name: str, config: dict) -> nn.Module:
+    """A fresh 'encoder', 'decoder' or 'mlp' of the architecture a checkpoint's config describes."""
+    return _BUILDERS[name][0](config)
+
+
 def _first(keys: list[str], n: int = 3) -> str:
     return ", ".join(keys[:n]) + (f" and {len(keys) - n} more" if len(keys) > n else "")
 

@@ -138,9 +138,8 @@ def load_modules(ckpt: dict, path: Path, modules: dict[str, nn.Module]) -> None:
         try:
             module.load_state_dict(ckpt["state_dict"][name])
         except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0]
-            detail = str(exc).strip().splitlines()[1].strip() if len(str(exc).strip().splitlines()) > 1 else ""
-            raise CheckpointError(f"checkpoint {path}: '{name}' does not fit the model ({first} {detail}); "
+            detail = " ".join(line.strip() for line in str(exc).strip().splitlines()[:2])  # torch's first two lines
+            raise CheckpointError(f"checkpoint {path}: '{name}' does not fit the model ({detail}); "
                                   f"rerun the task that writes it") from None
 
 
@@ -237,10 +236,6 @@ class Run:
         """The staged path of an output, e.g. run.path('figures', 'task1_curves.png')."""
         assert kind in KINDS, kind
         return self.stage / kind / filename
-
-    def final(self, kind: str, filename: str) -> Path:
-        """Where the output will be once the run is committed."""
-        return self.root / kind / filename
 
     def write_results(self, filename: str, obj: dict, device: torch.device) -> None:
         """The results file: obj + run_id + environment (with the run's wall-clock seconds)."""

@@ -18,8 +18,11 @@ plt.rcParams.update({"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "
                      "ytick.labelsize": 8, "legend.fontsize": 8, "figure.titlesize": 9.5})
 
 
-def _save(fig, path) -> None:
-    fig.tight_layout()
+def _save(fig, path, rect: tuple | None = (0, 0, 1, 1)) -> None:
+    """Lay the figure out (tight_layout within `rect`; None keeps the caller's layout), write it
+    atomically as a PNG and close it."""
+    if rect is not None:
+        fig.tight_layout(rect=rect)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=200, format="png")
     plt.close(fig)
@@ -61,12 +64,6 @@ def _blank(ax) -> None:
         s.set_visible(False)
 
 
-def image_rows(rows: dict[str, "np.ndarray"], path, title: str, per_row: int = 12) -> None:
-    """Rows of 28x28 digits, one labelled row per entry of `rows` (e.g. input / reconstruction),
-    wrapped onto several blocks of `per_row` digits; full text width."""
-    digit_grid(rows, path, per_row=per_row, title=title)
-
-
 def digit_grid(rows: dict[str, "np.ndarray"], path, per_row: int = 15, title: str | None = None) -> None:
     """Blocks of labelled rows of 28x28 digits: block b shows digits b*per_row ... of every entry of
     `rows`, one row per entry. At full text width each digit is (TEXT_WIDTH - 1.1) / per_row inches
@@ -89,9 +86,7 @@ def digit_grid(rows: dict[str, "np.ndarray"], path, per_row: int = 15, title: st
         fig.suptitle(title)
     fig.subplots_adjust(left=1.1 / TEXT_WIDTH, right=0.995, bottom=0.005,
                         top=1 - (0.3 / fig.get_figheight() if title else 0.005))
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=200, format="png")
-    plt.close(fig)
+    _save(fig, path, rect=None)
 
 
 def bars(groups: dict[str, list[float]], labels: list[str], path, ylabel: str, title: str | None = None,
@@ -167,10 +162,7 @@ def mean_band(runs: dict[str, list[list[dict]]], path, title: str, x_key: str = 
     rows = (len(labels) + ncol - 1) // ncol
     fig.legend(handles, labels, loc="lower center", ncol=ncol, frameon=False)
     fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.055 * rows + 0.01, 1, 1))
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=200, format="png")
-    plt.close(fig)
+    _save(fig, path, rect=(0, 0.055 * rows + 0.01, 1, 1))
 
 
 def loss_curves(histories: dict[str, list[dict]], path, ylabel: str, reference: tuple[float, str] | None = None,
@@ -202,10 +194,7 @@ def latent_scatter(panels: dict[str, tuple["np.ndarray", "np.ndarray"]], path, t
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center right", markerscale=5, title="digit")
     fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0, 0.9, 1))
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=200, format="png")
-    plt.close(fig)
+    _save(fig, path, rect=(0, 0, 0.9, 1))
 
 
 def equivariance(shifts: list[int], panels: dict[str, dict[str, list[float]]], path, ylabels: dict[str, str]) -> None:
@@ -220,7 +209,4 @@ def equivariance(shifts: list[int], panels: dict[str, dict[str, list[float]]], p
         ax.grid(alpha=0.3)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
-    fig.tight_layout(rect=(0, 0.09, 1, 1))
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=200, format="png")
-    plt.close(fig)
+    _save(fig, path, rect=(0, 0.09, 1, 1))

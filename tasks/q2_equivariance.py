@@ -19,7 +19,7 @@ import plots
 import task1_autoencoder
 import task2_classifier
 from data import describe_validation, load_splits
-from models import MLP, Encoder
+from models import Encoder, build_module
 from runs import add_prerequisite_flag, base_parser, load_modules, load_or_train, open_run, out_dirs, run_main
 from task3_classifier_decoding import encode, fit_linear_probe
 from train import pick_device
@@ -95,11 +95,9 @@ def main(argv=None):
         ae_ckpt, ae_results = load_or_train(task1_autoencoder, args, ("--explore-epochs", "0"))
         (x_tr, y_tr), (x_te, y_te) = load_splits(args.data_dir, args.quick)
 
-        clf_encoder, mlp = Encoder(**{k: clf_ckpt["config"][k] for k in ("latent_dim", "channels", "fc")}), \
-            MLP(clf_ckpt["config"]["latent_dim"], clf_ckpt["config"]["hidden"])
+        clf_encoder, mlp = build_module("encoder", clf_ckpt["config"]), build_module("mlp", clf_ckpt["config"])
         load_modules(clf_ckpt, dirs["checkpoints"] / "task2_classifier.pt", {"encoder": clf_encoder, "mlp": mlp})
-        cfg = ae_ckpt["config"]
-        ae_encoder = Encoder(cfg["latent_dim"], cfg["channels"], cfg["fc"])
+        ae_encoder = build_module("encoder", ae_ckpt["config"])
         load_modules(ae_ckpt, dirs["checkpoints"] / "task1_autoencoder.pt", {"encoder": ae_encoder})
         mlp.eval()
         probe = fit_linear_probe(encode(ae_encoder, x_tr, "cpu"), y_tr, args.seed)

@@ -94,10 +94,9 @@ def main(argv=None):
         x_show = test[0][:24]
         with torch.no_grad():
             recon = model.eval()(x_show.to(device)).cpu()
-        plots.image_rows({"input": x_show, f"AE (d={args.latent_dim})": recon},
-                         run.path("figures", f"{NAME}_reconstructions.png"),
-                         f"Task 1: test digits and their reconstructions (test L1 {final['test_l1']:.4f})",
-                         per_row=12)
+        plots.digit_grid({"input": x_show, f"AE (d={args.latent_dim})": recon},
+                         run.path("figures", f"{NAME}_reconstructions.png"), per_row=12,
+                         title=f"Task 1: test digits and their reconstructions (test L1 {final['test_l1']:.4f})")
         plots.history_curves(history, run.path("figures", f"{NAME}_curves.png"), "Task 1 autoencoder (mean L1)")
 
         # Exploration on the validation split: (a) FC vs conv-only at d=12, (b) latent size sweep
@@ -133,9 +132,9 @@ def main(argv=None):
                 for key, name in ((("fc", 12), "with FC"), (("conv", 12), "conv-only")):
                     rows[f"{name}\n(val L1 {runs[key][2]['val_l1']:.3f})"] = \
                         runs[key][0].eval()(val[0][:12].to(device)).cpu()
-            plots.image_rows(rows, run.path("figures", f"{NAME}_fc_ablation.png"),
-                             f"FC layer at the coarsest level vs conv-only, d = 12, {e} epochs each "
-                             f"(validation digits)")
+            plots.digit_grid(rows, run.path("figures", f"{NAME}_fc_ablation.png"), per_row=12,
+                             title=f"FC layer at the coarsest level vs conv-only, d = 12, {e} epochs each "
+                                   f"(validation digits)")
             plots.xy_curve(list(SWEEP_DIMS), {"validation L1": [r["val_l1"] for r in exploration["latent_sweep"]]},
                            run.path("figures", f"{NAME}_latent_sweep.png"), "latent size d", "validation mean L1",
                            f"Validation L1 against latent size ({e} epochs each)", logx=True)

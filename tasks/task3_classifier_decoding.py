@@ -22,7 +22,7 @@ import plots
 import task1_autoencoder
 import task2_classifier
 from data import describe_validation, load_splits
-from models import Decoder, Encoder
+from models import Decoder, Encoder, build_module
 from runs import (add_prerequisite_flag, base_parser, load_modules, load_or_train, open_run, out_dirs, run_main,
                   save_checkpoint)
 from train import evaluate, fit, pick_device, seed_everything
@@ -42,8 +42,7 @@ def parse_args(argv=None):
 
 def frozen_encoder(ckpt: dict, path: Path) -> Encoder:
     """The checkpoint's encoder, frozen: no gradients, and BatchNorm in eval mode (statistics kept)."""
-    cfg = ckpt["config"]
-    encoder = Encoder(cfg["latent_dim"], cfg["channels"], fc=True)
+    encoder = build_module("encoder", ckpt["config"])
     load_modules(ckpt, path, {"encoder": encoder})
     encoder.requires_grad_(False)
     return encoder.eval()
@@ -204,9 +203,7 @@ def main(argv=None):
         control_unchanged = bit_identical(ae_ckpt["state_dict"]["encoder"], ae_frozen)
 
         # Task 1's autoencoder (encoder + its jointly trained decoder), for the comparison
-        cfg = ae_ckpt["config"]
-        ae_encoder = Encoder(cfg["latent_dim"], cfg["channels"], cfg["fc"])
-        ae_decoder = Decoder(cfg["latent_dim"], cfg["channels"], cfg["fc"])
+        ae_encoder, ae_decoder = build_module("encoder", ae_ckpt["config"]), build_module("decoder", ae_ckpt["config"])
         load_modules(ae_ckpt, out_dirs(args)["checkpoints"] / "task1_autoencoder.pt", {"encoder": ae_encoder, "decoder": ae_decoder})
         for m in (encoder, decoder, ae_encoder, ae_decoder):
             m.to(device)

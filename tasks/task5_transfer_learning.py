@@ -126,14 +126,13 @@ def main(argv=None):
             plots.mean_band({"Task 4: random init": task4["histories"], "Task 5: AE encoder": histories["fine-tune"]},
                             run.path("figures", f"{NAME}_vs_task4{suffix}.png"),
                             f"100 labelled images, plain set-up, {args.seeds} seeds (mean, min-max band)", x_key=x_key)
-        t4r = task4["final"]["recipes"]
-        names = list(t4r) + list(recipes)
-        plots.bars({"test": [100 * (t4r | recipes)[n]["test_accuracy_mean"] for n in names],
-                    "validation": [100 * (t4r | recipes)[n]["val_accuracy_mean"] for n in names]},
-                   [n.replace(", ", ",\n").replace("frozen encoder", "frozen\nencoder") for n in names],
+        both = task4["final"]["recipes"] | recipes  # Task 4's recipes first, then Task 5's
+        plots.bars({split: [100 * r[f"{key}_accuracy_mean"] for r in both.values()]
+                    for split, key in (("test", "test"), ("validation", "val"))},
+                   [n.replace(", ", ",\n").replace("frozen encoder", "frozen\nencoder") for n in both],
                    run.path("figures", f"{NAME}_recipes.png"), "accuracy % (mean over seeds)", fmt="{:.1f}",
-                   errors={"test": [100 * (t4r | recipes)[n]["test_accuracy_std"] for n in names],
-                           "validation": [100 * (t4r | recipes)[n]["val_accuracy_std"] for n in names]})
+                   errors={split: [100 * r[f"{key}_accuracy_std"] for r in both.values()]
+                           for split, key in (("test", "test"), ("validation", "val"))})
         if by_d:
             plots.xy_curve([r["latent_dim"] for r in by_d],
                            {"test": [100 * r["test_accuracy_mean"] for r in by_d]},
