@@ -25,7 +25,8 @@ latent number sees only a part of the digit. The FC layer lets each of the d num
 the whole digit, which is what a 12-number summary needs. ``Encoder(fc=False)`` is that
 conv-only variant (d must then be a multiple of 4), kept for the comparison in Task 1.
 
-``load_pretrained(path)`` rebuilds the trained modules of a checkpoint (e.g. in a notebook).
+``load_pretrained(path)`` rebuilds the trained modules of a checkpoint (e.g. in a notebook);
+``save_checkpoint`` / ``load_checkpoint`` are the tasks' writer and checked reader.
 """
 from pathlib import Path
 
@@ -115,6 +116,7 @@ class MLP(nn.Module):
 
     def __init__(self, in_dim: int = 12, hidden: int = 128, num_classes: int = 10, dropout: float = 0.2):
         super().__init__()
+        self.in_dim, self.hidden = in_dim, hidden
         self.net = nn.Sequential(
             nn.Linear(in_dim, hidden),
             nn.ReLU(inplace=True),
@@ -131,91 +133,99 @@ def count_parameters(module: nn.Module) -> int:
 
 
 # ----------------------------------------------------------------------------- checkpoints
-def _build_encoder(cfg: dict) -> nn.Module:
-    return Encoder(cfg["latent_dim"], tuple(cfg["channels"]), cfg["fc"])
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the one-line message names the file and says what to do."""
 
 
-def _build_decoder(cfg: dict) -> nn.Module:
-    return Decoder(cfg["latent_dim"], tuple(cfg["channels"]), cfg["fc"])
+class CheckpointMissing(CheckpointError, FileNotFoundError):
+    """The checkpoint file does not exist."""
 
 
-def _build_mlp(cfg: dict) -> nn.Module:
-    return MLP(cfg["latent_dim"], cfg.get("hidden", 128))
+def architecture(modules: dict[str, nn.Module]) -> dict:
+    """The one architecture record of a checkpoint, read off its modules: latent_dim, channels, fc
+    (encoder/decoder) and hidden (MLP). Building each module again from it gives the same shapes."""
+    arch = {}
+    for m in modules.values():
+        if isinstance(m, (Encoder, Decoder)):
+            arch |= {"latent_dim": m.latent_dim, "channels": list(m.channels), "fc": m.fc}
+        elif isinstance(m, MLP):
+            arch |= {"latent_dim": m.in_dim, "hidden": m.hidden}
+    return arch
 
 
-# module name in a checkpoint -> (builder from the checkpoint's config, config keys it needs)
-_BUILDERS = {
-    "encoder": (_build_encoder, ("latent_dim", "channels", "fc")),
-    "decoder": (_build_decoder, ("latent_dim", "channels", "fc")),
-    "mlp": (_build_mlp, ("latent_dim",)),
+BUILD = {  # module name in a checkpoint -> a fresh module of the recorded architecture
+    "encoder": lambda a: Encoder(a["latent_dim"], tuple(a["channels"]), a["fc"]),
+    "decoder": lambda a: Decoder(a["latent_dim"], tuple(a["channels"]), a["fc"]),
+    "mlp": lambda a: MLP(a["latent_dim"], a.get("hidden", 128)),
 }
 
 
-def build_module(name: str, config: dict) -> nn.Module:
-    """A fresh 'encoder', 'decoder' or 'mlp' of the architecture a checkpoint's config describes."""
-    return _BUILDERS[name][0](config)
+def save_checkpoint(path, modules: dict[str, nn.Module], run_id: str | None = None, **extra) -> None:
+    """{'config': architecture(modules) | extra, 'state_dict': {name: state_dict}, 'run_id': run_id}."""
+    state = {name: {k: v.detach().cpu() for k, v in m.state_dict().items()} for name, m in modules.items()}
+    with open(path, "wb") as f:  # a file object: the same bytes for the same weights
+        torch.save({"config": architecture(modules) | extra, "state_dict": state, "run_id": run_id}, f)
 
 
 def _first(keys: list[str], n: int = 3) -> str:
     return ", ".join(keys[:n]) + (f" and {len(keys) - n} more" if len(keys) > n else "")
 
 
-def load_pretrained(path) -> dict[str, nn.Module]:
-    """The trained modules of a checkpoint, rebuilt from its config, on the CPU and in eval mode.
-
-    ``path`` is a file written by ``runs.save_checkpoint``: ``{"config": {"latent_dim", "channels",
-    "fc", maybe "hidden"}, "state_dict": {name: state_dict}}`` (other top-level keys are ignored).
-    Returns e.g. ``{"encoder": Encoder, "decoder": Decoder}`` for checkpoints/task1_autoencoder.pt,
-    ``{"encoder": Encoder, "mlp": MLP}`` for task2_classifier.pt, ``{"decoder": Decoder}`` for
-    task3_classifier_decoding.pt. A missing file raises FileNotFoundError; anything else wrong
-    raises ValueError with one sentence naming the file and the problem.
-    """
+def load_checkpoint(path, expect: dict | None = None, fix: str = "rerun the task that wrote it"):
+    """(modules, checkpoint): the modules of a checkpoint rebuilt from its architecture record, on
+    the CPU and in eval mode, and the raw checkpoint (its 'config' and 'run_id'). The keys of
+    `expect` must match the record. Anything wrong raises CheckpointError, one sentence naming the
+    file and ending in `fix` (CheckpointMissing, also a FileNotFoundError, if there is no file)."""
     path = Path(path)
+
+    def fail(problem: str, cls=CheckpointError):
+        return cls(f"checkpoint {path} {problem}; {fix}.")
+
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} not found.")
+        raise fail("not found", CheckpointMissing)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ValueError(f"checkpoint {path} could not be read by torch.load ({type(exc).__name__}).") from None
+        raise fail(f"could not be read by torch.load ({type(exc).__name__})") from None
     if not isinstance(ckpt, dict):
-        raise ValueError(f"checkpoint {path} holds a {type(ckpt).__name__}, not a dict with 'config' and "
-                         f"'state_dict'.")
-    states, cfg = ckpt.get("state_dict"), ckpt.get("config")
-    if not isinstance(states, dict) or not states:
-        raise ValueError(f"checkpoint {path} has no 'state_dict' dict of named modules.")
-    if not isinstance(cfg, dict):
-        raise ValueError(f"checkpoint {path} has no 'config' dict to build its modules from.")
+        raise fail(f"holds a {type(ckpt).__name__}, not a dict with 'config' and 'state_dict'")
+    states, arch = ckpt.get("state_dict"), ckpt.get("config")
+    if not isinstance(states, dict) or not states or not all(isinstance(s, dict) for s in states.values()):
+        raise fail("has no 'state_dict' dict of named modules")
+    if not isinstance(arch, dict):
+        raise fail("has no 'config' dict to build its modules from")
+    for key, value in (expect or {}).items():
+        if arch.get(key) != value:
+            raise fail(f"was built with {key}={arch.get(key)}, expected {value}")
     modules = {}
     for name, state in states.items():
-        if name not in _BUILDERS:
-            raise ValueError(f"checkpoint {path} holds an unknown module {name!r} (expected one of "
-                             f"{', '.join(_BUILDERS)}).")
-        build, needs = _BUILDERS[name]
-        lacking = [k for k in needs if k not in cfg]
+        if name not in BUILD:
+            raise fail(f"holds an unknown module {name!r} (expected one of {', '.join(BUILD)})")
+        lacking = [k for k in ("latent_dim", "channels", "fc")[:1 if name == "mlp" else 3] if k not in arch]
         if lacking:
-            raise ValueError(f"checkpoint {path} has no {', '.join(map(repr, lacking))} in its config, "
-                             f"needed to build the {name}.")
+            raise fail(f"has no {', '.join(map(repr, lacking))} in its config, needed to build the {name}")
         try:
-            module = build(cfg)
+            module = BUILD[name](arch)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"checkpoint {path} has a config that cannot build the {name} "
-                             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}).") from None
-        if not isinstance(state, dict):
-            raise ValueError(f"checkpoint {path} holds a {type(state).__name__} for the {name}, not a state_dict.")
+            raise fail(f"has a config that cannot build the {name} ({type(exc).__name__})") from None
         expected = module.state_dict()
-        missing = [k for k in expected if k not in state]
-        unexpected = [k for k in state if k not in expected]
-        wrong = [k for k in expected if k in state and (not isinstance(state[k], torch.Tensor)
-                                                        or state[k].shape != expected[k].shape)]
-        problems = ([f"missing {_first(missing)}"] if missing else []) + \
-                   ([f"unexpected {_first(unexpected)}"] if unexpected else []) + \
-                   ([f"wrong shape for {_first(wrong)}"] if wrong else [])
+        problems = [f"{what} {_first(keys)}" for what, keys in (
+            ("missing", [k for k in expected if k not in state]),
+            ("unexpected", [k for k in state if k not in expected]),
+            ("wrong shape for", [k for k in expected if k in state and (
+                not torch.is_tensor(state[k]) or state[k].shape != expected[k].shape)])) if keys]
         if problems:
-            raise ValueError(f"checkpoint {path} has {name} weights that do not fit "
-                             f"{type(module).__name__} with its config ({'; '.join(problems)}).")
-        bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+            raise fail(f"has {name} weights that do not fit {type(module).__name__} ({', '.join(problems)})")
+        bad = [k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()]
         if bad:
-            raise ValueError(f"checkpoint {path} has non-finite {name} weights ({_first(bad)}).")
+            raise fail(f"has non-finite {name} weights ({_first(bad)})")
         module.load_state_dict(state)
         modules[name] = module.eval()
-    return modules
+    return modules, ckpt
+
+
+def load_pretrained(path) -> dict[str, nn.Module]:
+    """The trained modules of a checkpoint (the notebook's entry point), e.g. {'encoder', 'decoder'}
+    for checkpoints/task1_autoencoder.pt, {'encoder', 'mlp'} for task2_classifier.pt and
+    {'decoder'} for task3_classifier_decoding.pt; in eval mode, on the CPU."""
+    return load_checkpoint(path)[0]

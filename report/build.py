@@ -4,15 +4,16 @@
     python report/build.py --out-dir runs/quick  # report of a scratch run, into runs/quick/ex2.pdf
 """
 import os
+import re
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from cli import Parser  # noqa: E402
 from models import MLP, Decoder, Encoder, count_parameters  # noqa: E402
-from runs import (Parser, UserError, atomic_path, check_out_dir, out_dir_lock, read_json, run_main,  # noqa: E402
-                  write_json)
+from runs import UserError, check_out_dir, locked, read_json, run_main, write_json  # noqa: E402
 
 from reproduce import TASKS  # noqa: E402  (the task scripts, in order)
 
@@ -81,8 +82,7 @@ def update_readme(results: Path) -> None:
     readme = REPO / "README.md"
     text = readme.read_text()
     start, end = text.index(README_START) + len(README_START), text.index(README_END)
-    with atomic_path(readme) as tmp:
-        tmp.write_text(text[:start] + "\n" + results_table(results) + "\n" + text[end:])
+    readme.write_text(text[:start] + "\n" + results_table(results) + "\n" + text[end:])
 
 
 def check_one_set(results: Path) -> None:
@@ -117,11 +117,22 @@ def build_pdf(out_dir: Path, output: Path, names: str | None = None) -> None:
     records = [read_json(results / f"{n}.json") for n in TASKS if (results / f"{n}.json").is_file()]
     dates = [datetime.fromisoformat(r["environment"]["date"]) for r in records if r.get("environment", {}).get("date")]
     stamp = int(max(dates).timestamp()) if dates else 1719446400  # else the submission date, 2024-06-27 UTC
-    with atomic_path(output) as tmp:
-        try:
-            typst.compile(str(source), output=str(tmp), root=str(root), sys_inputs=inputs, timestamp=stamp)
-        except typst.TypstError as exc:
-            raise UserError(f"{source} did not compile: {str(exc).splitlines()[0]}") from None
+    missing = [f for f in re.findall(r'([\w-]+\.png)"', source.read_text()) if not (figures / f).is_file()]
+    if missing:
+        raise UserError(f"{figures / missing[0]} not found (ex2.typ shows it); run the task that draws it "
+                        f"(or python reproduce.py)")
+    if output.is_dir():
+        raise UserError(f"--output {output} is a folder; pass the path of the PDF to write")
+    tmp = output.with_name(f".{output.name}.tmp")
+    try:
+        typst.compile(str(source), output=str(tmp), root=str(root), sys_inputs=inputs, timestamp=stamp)
+        os.replace(tmp, output)  # the previous PDF stays whole until the new one is complete
+    except typst.TypstError as exc:
+        raise UserError(f"{source} did not compile: {str(exc).splitlines()[0]}") from None
+    except OSError as exc:
+        raise UserError(f"cannot write {output} ({exc.strerror}); pass an --output you can write to") from None
+    finally:
+        tmp.unlink(missing_ok=True)
     print(f"wrote {output}")
 
 
@@ -135,7 +146,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     out_dir = Path(args.out_dir).resolve() if args.out_dir else REPO
     check_out_dir(out_dir)
-    with out_dir_lock(out_dir):  # no task may commit into this set while the report reads it
+    with locked(out_dir):  # no task may commit into this set while the report reads it
         build_pdf(out_dir, Path(args.output).resolve() if args.output else out_dir / "ex2.pdf", args.names)
         if out_dir == REPO:
             update_readme(out_dir / "results")
@@ -143,4 +154,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_main(main)
+    run_main(main, "the report")

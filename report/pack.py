@@ -6,6 +6,7 @@ opens with both names and cse usernames; no data, checkpoints or results.
 import argparse
 import re
 import sys
+import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -16,7 +17,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "report"))
 
 from build import build_pdf  # noqa: E402
-from runs import UserError, atomic_path, run_main  # noqa: E402
+from cli import Parser, folder  # noqa: E402
+from runs import UserError, run_main  # noqa: E402
 
 CODE = ("*.py", "requirements.txt", "tasks/*.py", "report/*.py", "report/*.typ", "tests/*.py",
         "notebooks/*.ipynb")
@@ -29,8 +31,9 @@ def code_files() -> list[Path]:
 
 
 def user_id(text: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", text):
-        raise argparse.ArgumentTypeError(f"a user name of letters, digits, '.', '_' or '-', got {text!r}")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", text):
+        raise argparse.ArgumentTypeError(f"expected a user name of letters, digits, '.', '_' or '-' that starts "
+                                         f"with a letter or digit, got {text!r}")
     return text
 
 
@@ -63,14 +66,17 @@ def relative_links(markdown: str) -> list[str]:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = Parser(description=__doc__.splitlines()[0])
     p.add_argument("id1", type=user_id, help="first student's cse user name")
     p.add_argument("id2", type=user_id, help="second student's cse user name")
     p.add_argument("--name1", type=person_name, default="Name One", help="first student's name (default: Name One)")
     p.add_argument("--name2", type=person_name, default="Name Two", help="second student's name (default: Name Two)")
-    p.add_argument("--out", default=None, help="folder to write the zip to (default: the repo root)")
+    p.add_argument("--out", type=folder, default=None, help="folder to write the zip to (default: the repo root)")
     args = p.parse_args(argv)
-    zip_path = Path(args.out or REPO).resolve() / f"ex2_{args.id1}_{args.id2}.zip"
+    out = Path(args.out or REPO).expanduser().resolve()
+    if not out.is_dir():
+        raise UserError(f"--out {out} is {'a file' if out.exists() else 'missing'}; pass an existing folder")
+    zip_path = out / f"ex2_{args.id1}_{args.id2}.zip"
     people = [(args.name1, args.id1), (args.name2, args.id2)]
     readme = submission_readme(people)
     members = {f.relative_to(REPO).as_posix(): f for f in code_files()}
@@ -80,13 +86,14 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         pdf = Path(tmp) / "ex2.pdf"
         build_pdf(REPO, pdf, ", ".join(f"{n} ({u})" for n, u in people))
-        with atomic_path(zip_path) as tmp_zip, zipfile.ZipFile(tmp_zip, "w", zipfile.ZIP_DEFLATED) as z:
+        with zipfile.ZipFile(Path(tmp) / zip_path.name, "w", zipfile.ZIP_DEFLATED) as z:
             z.writestr("README.md", readme)
             z.write(pdf, "ex2.pdf")
             for name, f in members.items():
                 z.write(f, name)
+        shutil.move(Path(tmp) / zip_path.name, zip_path)
     print(f"wrote {zip_path}")
 
 
 if __name__ == "__main__":
-    run_main(main)
+    run_main(main, "the zip")

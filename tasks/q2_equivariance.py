@@ -16,12 +16,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python t
 import torch
 
 import plots
-import task1_autoencoder
-import task2_classifier
+from analysis import apply_batched, fit_linear_probe
+from cli import base_parser
 from data import describe_validation, load_splits
-from models import Encoder, build_module
-from runs import add_prerequisite_flag, base_parser, load_modules, load_or_train, open_run, out_dirs, run_main
-from task3_classifier_decoding import encode, fit_linear_probe
+from runs import open_run, prerequisite, run_main
 from train import pick_device
 
 NAME = "q2_equivariance"
@@ -30,9 +28,7 @@ STRIDE_PRODUCT = 4  # two stride-2 convolutions: 28 -> 14 -> 7
 
 
 def parse_args(argv=None):
-    p = base_parser(__doc__.splitlines()[0], epochs=1, batch_size=1000, lr=1.0)  # no training here
-    add_prerequisite_flag(p)
-    return p.parse_args(argv)
+    return base_parser(__doc__.splitlines()[0]).parse_args(argv)  # nothing trains here: no training flags
 
 
 def shift_right(x: torch.Tensor, t: int) -> torch.Tensor:
@@ -54,20 +50,14 @@ def overlap_error(f_shifted: torch.Tensor, f: torch.Tensor, k: int, interior: bo
     return ((a - b).norm() / b.norm()).item()
 
 
-@torch.inference_mode()
-def features(encoder: Encoder, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """The coarsest feature map (B, C, 7, 7), before the FC layer."""
-    encoder.eval()
-    return torch.cat([encoder.features(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
-
-
-def measure(encoder: Encoder, classify, x: torch.Tensor, y: torch.Tensor) -> dict:
-    """Feature-map equivariance error, code change and accuracy for every shift in SHIFTS."""
-    f0, z0 = features(encoder, x), encode(encoder, x, "cpu")
+def measure(encoder, classify, x: torch.Tensor, y: torch.Tensor, device) -> dict:
+    """Feature-map equivariance error (the coarsest map, before the FC layer), code change and
+    accuracy for every shift in SHIFTS."""
+    f0, z0 = apply_batched(encoder.features, x, device), apply_batched(encoder, x, device)
     rows = []
     for t in SHIFTS:
         xt = shift_right(x, t)
-        ft, zt = features(encoder, xt), encode(encoder, xt, "cpu")
+        ft, zt = apply_batched(encoder.features, xt, device), apply_batched(encoder, xt, device)
         if t % STRIDE_PRODUCT == 0:
             k = t // STRIDE_PRODUCT
             errors = {k: overlap_error(ft, f0, k)}
@@ -89,24 +79,20 @@ def measure(encoder: Encoder, classify, x: torch.Tensor, y: torch.Tensor) -> dic
 def main(argv=None):
     args = parse_args(argv)
     device = pick_device(args.device)
-    dirs = out_dirs(args)
+    clf, clf_results = prerequisite("task2_classifier", args)
+    ae, ae_results = prerequisite("task1_autoencoder", args)
     with open_run(NAME, args) as run:
-        clf_ckpt, clf_results = load_or_train(task2_classifier, args)
-        ae_ckpt, ae_results = load_or_train(task1_autoencoder, args, ("--explore-epochs", "0"))
         (x_tr, y_tr), (x_te, y_te) = load_splits(args.data_dir, args.quick)
-
-        clf_encoder, mlp = build_module("encoder", clf_ckpt["config"]), build_module("mlp", clf_ckpt["config"])
-        load_modules(clf_ckpt, dirs["checkpoints"] / "task2_classifier.pt", {"encoder": clf_encoder, "mlp": mlp})
-        ae_encoder = build_module("encoder", ae_ckpt["config"])
-        load_modules(ae_ckpt, dirs["checkpoints"] / "task1_autoencoder.pt", {"encoder": ae_encoder})
-        mlp.eval()
-        probe = fit_linear_probe(encode(ae_encoder, x_tr, "cpu"), y_tr, args.seed)
+        encoders = {"classifier": clf["encoder"].to(device), "autoencoder": ae["encoder"].to(device)}
+        mlp = clf["mlp"].to(device)
+        probe = fit_linear_probe(apply_batched(encoders["autoencoder"], x_tr, device), y_tr, args.seed)
 
         with torch.inference_mode():
             results = {
-                "classifier": measure(clf_encoder, lambda z: mlp(z).argmax(1), x_te, y_te)
-                | {"accuracy_from": "the classifier's own MLP", "trained_with_shifts_up_to": 2},
-                "autoencoder": measure(ae_encoder, probe, x_te, y_te)
+                "classifier": measure(encoders["classifier"], lambda z: mlp(z.to(device)).argmax(1).cpu(), x_te, y_te,
+                                      device) | {"accuracy_from": "the classifier's own MLP",
+                                                 "trained_with_shifts_up_to": clf_results["config"]["augment_shift"]},
+                "autoencoder": measure(encoders["autoencoder"], probe, x_te, y_te, device)
                 | {"accuracy_from": "a linear probe fitted on unshifted training codes", "trained_with_shifts_up_to": 0},
             }
         for name, r in results.items():
@@ -134,4 +120,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_main(main)
+    run_main(main, NAME)

@@ -16,8 +16,9 @@ from torch import nn
 
 import plots
 from data import describe_validation, load_splits, split_validation
-from models import Decoder, Encoder, count_parameters
-from runs import base_parser, open_run, positive_int, run_main, save_checkpoint
+from models import Decoder, Encoder, architecture, count_parameters, save_checkpoint
+from cli import base_parser, positive_int
+from runs import open_run, run_main
 from train import evaluate, fit, pick_device, seed_everything
 
 NAME = "task1_autoencoder"
@@ -86,9 +87,8 @@ def main(argv=None):
         encoder, decoder = model
         print(f"AE d={args.latent_dim}: test L1 {final['test_l1']:.4f}, train L1 {final['train_l1']:.4f}, "
               f"{final['train_seconds']:.0f}s")
-        arch = {"latent_dim": args.latent_dim, "channels": list(args.channels), "fc": True}
-        save_checkpoint(run.path("checkpoints", f"{NAME}.pt"), {"encoder": encoder, "decoder": decoder}, arch,
-                        run.run_id)
+        modules = {"encoder": encoder, "decoder": decoder}
+        save_checkpoint(run.path("checkpoints", f"{NAME}.pt"), modules, run.run_id)
 
         # Figures: test inputs vs reconstructions, learning curves
         x_show = test[0][:24]
@@ -108,10 +108,9 @@ def main(argv=None):
             for d in SWEEP_DIMS:
                 runs[("fc", d)] = train_autoencoder(args, fit_part, test, device, latent_dim=d, fc=True, epochs=e,
                                                     val=val, label=f"sweep d={d} ")
-                sweep_arch = {"latent_dim": d, "channels": list(args.channels), "fc": True}
                 save_checkpoint(run.path("checkpoints", sweep_checkpoint(d)),
                                 {"encoder": runs[("fc", d)][0][0], "decoder": runs[("fc", d)][0][1]},
-                                sweep_arch | {"epochs": e, "trained_on": f"0..{len(fit_part[0]) - 1}"}, run.run_id)
+                                run.run_id, epochs=e, trained_on=f"0..{len(fit_part[0]) - 1}")
             runs[("conv", 12)] = train_autoencoder(args, fit_part, test, device, latent_dim=12, fc=False, epochs=e,
                                                    val=val, label="conv-only d=12 ")
             fc_run, conv_run = runs[("fc", 12)], runs[("conv", 12)]
@@ -140,9 +139,9 @@ def main(argv=None):
                            f"Validation L1 against latent size ({e} epochs each)", logx=True)
         final["exploration"] = exploration
 
-        run.write_results(f"{NAME}.json", {"config": config, "architecture": arch, "history": history,
+        run.write_results(f"{NAME}.json", {"config": config, "architecture": architecture(modules), "history": history,
                                            "final": final}, device)
 
 
 if __name__ == "__main__":
-    run_main(main)
+    run_main(main, NAME)

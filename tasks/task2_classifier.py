@@ -13,8 +13,9 @@ from torch import nn
 
 import plots
 from data import describe_validation, load_splits, random_shift
-from models import MLP, Encoder, count_parameters
-from runs import base_parser, open_run, positive_int, run_main, save_checkpoint
+from cli import base_parser, positive_int
+from models import MLP, Encoder, architecture, count_parameters, save_checkpoint
+from runs import open_run, run_main
 from train import evaluate, fit, pick_device, seed_everything
 
 NAME = "task2_classifier"
@@ -39,10 +40,6 @@ def build_classifier(latent_dim: int, channels, hidden: int) -> nn.Sequential:
     return nn.Sequential(Encoder(latent_dim, channels, fc=True), MLP(latent_dim, hidden))
 
 
-def architecture(args) -> dict:
-    return {"latent_dim": args.latent_dim, "channels": list(args.channels), "fc": True, "hidden": args.hidden}
-
-
 def main(argv=None):
     args = parse_args(argv)
     device = pick_device(args.device)
@@ -65,16 +62,15 @@ def main(argv=None):
         }
         print(f"classifier: test accuracy {100 * final['test_accuracy']:.2f}%, test loss {final['test_loss']:.4f}, "
               f"train accuracy {100 * final['train_accuracy']:.2f}%, {final['train_seconds']:.0f}s")
-        encoder, mlp = model
-        save_checkpoint(run.path("checkpoints", f"{NAME}.pt"), {"encoder": encoder, "mlp": mlp}, architecture(args),
-                        run.run_id)
+        modules = {"encoder": model[0], "mlp": model[1]}
+        save_checkpoint(run.path("checkpoints", f"{NAME}.pt"), modules, run.run_id)
         plots.history_curves(history, run.path("figures", f"{NAME}_curves.png"), "Task 2 classifier (cross-entropy)")
         config = vars(args) | {"validation": describe_validation(len(train[0])) | {
             "used_for": "nothing: epochs, lr and augmentation come from the earlier sweep scored on the test set; "
                         "the run trains on all training images"}}
-        run.write_results(f"{NAME}.json", {"config": config, "architecture": architecture(args),
+        run.write_results(f"{NAME}.json", {"config": config, "architecture": architecture(modules),
                                            "history": history, "final": final}, device)
 
 
 if __name__ == "__main__":
-    run_main(main)
+    run_main(main, NAME)

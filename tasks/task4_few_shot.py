@@ -1,238 +1,47 @@
 """Task 4: only 100 labelled examples: Encoder + MLP from random initialisation on training images 0..99.
 
-Story: load MNIST, keep the first 100 training images (torch.arange(100)) and hold out the
-validation images 50000..59999 -> the plain set-up: for each of 5 seeds (same images;
-initialisation and shuffling change) train Task 2's classifier architecture with a constant
-learning rate, evaluating on the full test set after every epoch (loss and accuracy against
-training time, and over-fitting) -> the other recipes of the table (random affine augmentation,
-one-cycle schedule) -> the recipe with the best validation accuracy is the chosen one; the test
-set only reports -> figures and results/task4_few_shot.json.
+The exercise: "Assume we have very few labeled training examples, only 100 (taken from the training
+set). Use this small set to train the classifier network (both encoder and classifier MLP). Report
+the losses and accuracies obtained as function of training time, and whether over-fitting is
+observed."
+
+Story: keep the first 100 training images (torch.arange(100)) and hold out the validation images
+50000..59999 -> the plain set-up: for each of 5 seeds (same images; initialisation and shuffling
+change) train Task 2's classifier architecture with a constant learning rate, evaluating on the
+full test set after every epoch (loss and accuracy against training time, and over-fitting) ->
+the augmented recipe (random affine, one-cycle schedule) -> the recipe with the best validation
+accuracy is the chosen one; the test set only reports -> figures and results/task4_few_shot.json.
 """
 import sys
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python tasks/...` from anywhere
 
 import torch
 
+import fewshot
 import plots
-import task2_classifier
-from data import FEW_SHOT_SIZE, describe_validation, few_shot, load_splits, random_affine, split_validation
-from runs import SEED_MAX, add_prerequisite_flag, base_parser, open_run, positive_int, run_main
-from train import fit, pick_device, seed_everything
+from cli import base_parser
+from data import FEW_SHOT_SIZE
+from runs import open_run, run_main
+from train import pick_device
 
 NAME = "task4_few_shot"
-VAL_PREFIXES = (100, 500)  # the selection is also redone with only the first 100 / 500 validation images
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """How the classifier is trained on the 100 images. encoder: 'train' (everything trains),
-    'frozen' (only the MLP trains; the encoder, BatchNorm statistics included, stays as it
-    started), or 'two-stage' (the MLP alone for head_epochs, then everything, the encoder at
-    lr * encoder_lr_factor)."""
-    name: str
-    init: str                 # 'scratch' (Task 4) or 'autoencoder' (Task 5: Task 1's encoder)
-    encoder: str = "train"
-    augment: bool = False     # random affine: rotation +-15 deg, scale +-10 %, shift +-2 px, per image and step
-    epochs: int = 30
-    lr: float = 1e-3
-    schedule: str = "constant"
-    batch_size: int = 10
-    head_epochs: int = 0
-    encoder_lr_factor: float = 1.0
-
-
-# The plain recipes keep the exercise's set-up (Task 4's schedule); the augmented ones use the
-# schedule of the augmentation probe (one-cycle, peak lr 3e-3; 150 epochs instead of its 200 to fit
-# the time budget). Selection is by
-# validation accuracy among each task's recipes.
-PLAIN = dict(epochs=30, lr=1e-3, schedule="constant")
-AUGMENTED = dict(augment=True, epochs=150, lr=3e-3, schedule="onecycle")
-RECIPES = (
-    Recipe("plain", "scratch", **PLAIN),
-    Recipe("augmented", "scratch", **AUGMENTED),
-    Recipe("fine-tune", "autoencoder", **PLAIN),
-    Recipe("fine-tune, augmented", "autoencoder", **AUGMENTED),
-    Recipe("frozen encoder", "autoencoder", encoder="frozen", **PLAIN),
-    Recipe("frozen encoder, augmented", "autoencoder", encoder="frozen", **AUGMENTED),
-    Recipe("two-stage", "autoencoder", encoder="two-stage", head_epochs=10, encoder_lr_factor=0.1, **PLAIN),
-    Recipe("two-stage, augmented", "autoencoder", encoder="two-stage", head_epochs=30, encoder_lr_factor=0.1,
-           **AUGMENTED),
-)
-SAME_RECIPE = {"plain": "fine-tune", "augmented": "fine-tune, augmented"}  # Task 4 name -> Task 5 name
-
-
-def parse_args(argv=None, doc: str = __doc__, prerequisites: bool = False):
-    p = base_parser(doc.splitlines()[0], epochs=30, batch_size=10, lr=1e-3)
-    if prerequisites:
-        add_prerequisite_flag(p)
-    p.add_argument("--seeds", type=positive_int, default=5,
-                   help="number of seeds, --seed, --seed+1, ... (default: 5)")
-    p.add_argument("--recipe-epochs-scale", type=float, default=1.0,
-                   help="multiply the epochs of every recipe other than the plain one, e.g. 0.1 for a smoke test "
-                        "(default: 1.0)")
-    args = p.parse_args(argv)
-    if args.seed + args.seeds - 1 > SEED_MAX:
-        p.error(f"--seed {args.seed} with --seeds {args.seeds} runs past the largest seed {SEED_MAX}")
-    if prerequisites and args.epochs < 2:
-        p.error("--epochs must be >= 2: the two-stage recipe trains the MLP alone first, then everything")
-    if not 0 < args.recipe_epochs_scale <= 10:
-        p.error("--recipe-epochs-scale must be in (0, 10]")
-    if args.quick:
-        args.epochs, args.seeds, args.recipe_epochs_scale = 2, 2, 0.02
-    return args
-
-
-def recipes_for(init: str, args) -> list[Recipe]:
-    """The task's recipes. The plain ones (no augmentation) take Task 4's schedule from --epochs,
-    --lr and --batch-size (two-stage keeps its head/total epoch ratio); the augmented ones are
-    scaled by --recipe-epochs-scale."""
-    out = []
-    for r in RECIPES:
-        if r.init != init:
-            continue
-        if not r.augment:
-            head = min(max(1, round(r.head_epochs * args.epochs / r.epochs)), args.epochs - 1) if r.head_epochs else 0
-            r = Recipe(**asdict(r) | {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
-                                      "head_epochs": head})
-        elif args.recipe_epochs_scale != 1:
-            epochs = max(2, round(r.epochs * args.recipe_epochs_scale))
-            head = min(max(1, round(r.head_epochs * args.recipe_epochs_scale)), epochs - 1) if r.head_epochs else 0
-            r = Recipe(**asdict(r) | {"epochs": epochs, "head_epochs": head})
-        out.append(r)
-    return out
-
-
-def load_data(args):
-    """The 100 labelled training images (indices 0..99), the validation split and the test set."""
-    train_full, test = load_splits(args.data_dir, args.quick)
-    train = few_shot(*train_full)
-    _, val = split_validation(*train_full)
-    print(f"{len(train[0])} labelled training images (indices 0..{FEW_SHOT_SIZE - 1}), labels per class "
-          f"{torch.bincount(train[1], minlength=10).tolist()}; {len(val[0])} validation and {len(test[0])} test images")
-    return train, val, test, describe_validation(len(train_full[0]))
-
-
-def train_recipe(model, recipe: Recipe, data, device, generator, curves: bool, label: str) -> list[dict]:
-    """Train model = (encoder, mlp) on the 100 images with `recipe`. With curves, the test set is
-    evaluated after every epoch, else only after the last (evaluation dominates the time of these
-    tiny runs); validation after the last epoch."""
-    train, val, test = data
-    encoder, mlp = model
-    common = dict(objective="ce", batch_size=recipe.batch_size, device=device, generator=generator, eval_train=True,
-                  schedule=recipe.schedule, augment=random_affine if recipe.augment else None, val=val,
-                  val_prefixes=VAL_PREFIXES, label=label)
-    every = 1 if curves else recipe.epochs
-    if recipe.encoder == "train":
-        return fit(model, train, test, epochs=recipe.epochs, lr=recipe.lr, eval_every=every, **common)
-    encoder.requires_grad_(False)  # frozen, or the first stage of two-stage: only the MLP trains
-    first = recipe.epochs if recipe.encoder == "frozen" else recipe.head_epochs
-    history = fit(model, train, test, epochs=first, lr=recipe.lr, params=list(mlp.parameters()), frozen=(encoder,),
-                  eval_every=min(every, first), **common)
-    if recipe.encoder == "frozen":
-        return history
-    encoder.requires_grad_(True)
-    groups = [{"params": list(encoder.parameters()), "lr": recipe.lr * recipe.encoder_lr_factor},
-              {"params": list(mlp.parameters()), "lr": recipe.lr}]
-    second = fit(model, train, test, epochs=recipe.epochs - first, lr=recipe.lr, params=groups,
-                 eval_every=min(every, recipe.epochs - first), **common)
-    for row in second:  # one history: epochs and training seconds continue from the first stage
-        row["epoch"] += first
-        row["seconds"] += history[-1]["seconds"]
-    return history + second
-
-
-def run_seeds(recipe: Recipe, args, data, device, init_encoder: dict | None = None, curves: bool = False,
-              latent_dim: int | None = None, label: str = "") -> tuple[list, dict]:
-    """Train one classifier per seed with `recipe`. If init_encoder (a state_dict) is given, the
-    encoder starts from it (checked equal); the MLP is always freshly initialised. Returns
-    (per-seed histories, summary). latent_dim overrides Task 2's d (for the latent sweep's AEs)."""
-    arch = task2_classifier.architecture(task2_classifier.parse_args([]))  # Task 2's architecture
-    arch["latent_dim"] = latent_dim or arch["latent_dim"]
-    histories, per_seed = [], []
-    for seed in range(args.seed, args.seed + args.seeds):
-        generator = seed_everything(seed)
-        model = task2_classifier.build_classifier(arch["latent_dim"], arch["channels"], arch["hidden"])
-        row = {"seed": seed}
-        if init_encoder is not None:
-            model[0].load_state_dict(init_encoder)
-            row["encoder_started_from_ae"] = all(torch.equal(v, model[0].state_dict()[k])
-                                                 for k, v in init_encoder.items())
-        history = train_recipe(model, recipe, data, device, generator, curves, f"{label}{recipe.name}, seed {seed} ")
-        best, last = min(history, key=lambda r: r["test_loss"]), history[-1]
-        row |= {"test_accuracy": last["test_accuracy"], "test_loss": last["test_loss"],
-                "train_accuracy": last["train_accuracy"], "train_loss": last["train_loss"],
-                "val_accuracy": last["val_accuracy"], "val_loss": last["val_loss"],
-                **{f"val_accuracy_first_{n}": last[f"val_accuracy_first_{n}"] for n in VAL_PREFIXES},
-                "best_test_loss_epoch": best["epoch"], "best_test_loss": best["test_loss"],
-                "test_accuracy_at_best_loss": best["test_accuracy"],
-                "max_test_accuracy": max(r["test_accuracy"] for r in history), "train_seconds": last["seconds"]}
-        histories.append(history)
-        per_seed.append(row)
-    return histories, summarise(per_seed) | {"recipe": asdict(recipe)}
-
-
-def summarise(per_seed: list[dict]) -> dict:
-    def stats(key):
-        v = torch.tensor([float(r[key]) for r in per_seed], dtype=torch.float64)
-        return v.mean().item(), (v.std().item() if len(v) > 1 else 0.0)
-
-    out = {}
-    for key in ("test_accuracy", "test_loss", "val_accuracy", *(f"val_accuracy_first_{n}" for n in VAL_PREFIXES)):
-        out[f"{key}_mean"], out[f"{key}_std"] = stats(key)
-    out |= {"train_accuracy_mean": stats("train_accuracy")[0], "train_loss_mean": stats("train_loss")[0],
-            "best_test_loss_epoch_mean": stats("best_test_loss_epoch")[0],
-            "best_test_loss_mean": stats("best_test_loss")[0],
-            "max_test_accuracy_mean": stats("max_test_accuracy")[0],
-            "train_seconds_mean": stats("train_seconds")[0], "seeds": len(per_seed), "per_seed": per_seed}
-    out["train_test_accuracy_gap_mean"] = out["train_accuracy_mean"] - out["test_accuracy_mean"]
-    return out
-
-
-def select(recipes: dict[str, dict], key: str = "val_accuracy_mean") -> str:
-    """The recipe with the highest mean validation accuracy. Reads validation metrics only: the test
-    metrics of the recipes never enter the choice."""
-    return max(recipes, key=lambda name: recipes[name][key])
-
-
-def selection(recipes: dict[str, dict]) -> tuple[dict, dict]:
-    """(final.best, the choice with a validation set of only 100 / 500 / all images)."""
-    name = select(recipes)
-    r = recipes[name]
-    best = {"recipe": name, "selected_on": "validation", "val_accuracy_mean": r["val_accuracy_mean"],
-            "test_accuracy_mean": r["test_accuracy_mean"], "test_accuracy_std": r["test_accuracy_std"],
-            "seeds": r["seeds"]}
-    small = {str(n): select(recipes, f"val_accuracy_first_{n}_mean") for n in VAL_PREFIXES}
-    small["all"] = name
-    return best, small
-
-
-def report(name: str, final: dict, epochs: int) -> None:
-    print(f"{name}: test accuracy {100 * final['test_accuracy_mean']:.2f} +- {100 * final['test_accuracy_std']:.2f}%, "
-          f"val accuracy {100 * final['val_accuracy_mean']:.2f}%, test loss {final['test_loss_mean']:.3f}, "
-          f"train accuracy {100 * final['train_accuracy_mean']:.1f}%, lowest test loss at epoch "
-          f"{final['best_test_loss_epoch_mean']:.1f} of {epochs} (mean over seeds)")
-
-
-def run_recipes(init: str, args, data, device, init_encoder=None, label: str = ""):
-    """Every recipe of `init` (the plain one with per-epoch curves): (histories, summaries), by name."""
-    histories, summaries = {}, {}
-    for recipe in recipes_for(init, args):
-        histories[recipe.name], summaries[recipe.name] = run_seeds(
-            recipe, args, data, device, init_encoder, curves=recipe.name in ("plain", "fine-tune"), label=label)
-        report(f"{label}{recipe.name}", summaries[recipe.name], recipe.epochs)
-    return histories, summaries
+def parse_args(argv=None):
+    p = base_parser(__doc__.splitlines()[0], epochs=30, batch_size=10, lr=1e-3)
+    fewshot.add_flags(p)
+    return fewshot.check_args(p, p.parse_args(argv))
 
 
 def main(argv=None):
     args = parse_args(argv)
     device = pick_device(args.device)
     with open_run(NAME, args) as run:
-        train, val, test, validation = load_data(args)
-        histories, recipes = run_recipes("scratch", args, (train, val, test), device, label="scratch: ")
-        best, small = selection(recipes)
+        train, val, test, validation = fewshot.load_data(args)
+        histories, recipes = fewshot.run_recipes("scratch", args, (train, val, test), device, label="scratch: ")
+        best, small = fewshot.selection(recipes)
         print(f"chosen on validation: {best['recipe']} (test accuracy {100 * best['test_accuracy_mean']:.2f}%); "
               f"with only 100 / 500 validation images: {small['100']} / {small['500']}")
 
@@ -249,4 +58,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_main(main)
+    run_main(main, NAME)

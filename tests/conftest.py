@@ -1,9 +1,13 @@
 """Shared fixtures: a tiny synthetic MNIST written in torchvision's layout (tests never download)."""
+import contextlib
+import importlib
+import io
 import os
 import struct
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -19,6 +23,7 @@ import matplotlib.font_manager  # noqa: E402,F401
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tasks"))
+sys.path.insert(0, str(REPO / "report"))
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -54,20 +59,60 @@ def mnist_root(tmp_path_factory) -> Path:
     return make_mnist(tmp_path_factory.mktemp("mnist"))
 
 
+FIT_CALLS: dict[str, list[dict]] = {}  # the quick chain's fit() calls, by task: what test_spec.py checks
+
+
+def _watch_fit(module, step: str, record):
+    """Wrap module.fit so that every call of the running step is recorded (then passed on unchanged)."""
+    real = module.fit
+
+    def spy(model, train, test, **kwargs):
+        if kwargs.get("params") is not None:
+            kwargs["params"] = list(kwargs["params"])  # passed on as it was, just not consumed by the record
+        FIT_CALLS.setdefault(step[0], []).append(record(model, train, kwargs))
+        return real(model, train, test, **kwargs)
+    return mock.patch.object(module, "fit", spy)
+
+
+def _decoder_call(model, train, kwargs) -> dict:
+    encoder, decoder = model
+    return {"params": {id(p) for p in kwargs["params"] if p.requires_grad},
+            "decoder": {id(p) for p in decoder.parameters()}, "frozen": kwargs["frozen"], "encoder": encoder}
+
+
+def _few_shot_call(model, train, kwargs) -> dict:
+    """The train images, the encoder and MLP states and the trainable parameters at the start of a call."""
+    enc, mlp = model
+    params = list(kwargs.get("params") or model.parameters())
+    if params and isinstance(params[0], dict):
+        params = [p for g in params for p in g["params"]]
+    return {"x": train[0].clone(), "latent_dim": enc.latent_dim, "label": kwargs.get("label", ""),
+            "encoder": {k: v.clone() for k, v in enc.state_dict().items()},
+            "mlp": {k: v.clone() for k, v in mlp.state_dict().items()},
+            "trainable": {id(p) for p in params if p.requires_grad}, "encoder_params": {id(p) for p in enc.parameters()}}
+
+
 @pytest.fixture(scope="session")
 def chain(mnist_root, tmp_path_factory):
-    """The quick reproduce chain (Tasks 1-5 in order, then the report) into one scratch folder;
-    shared by test_tasks.py and test_notebook.py (session scope: one run)."""
-    if os.environ.get("EX2_CHAIN_DIR"):  # reuse a finished quick chain while iterating on the tests
-        return Path(os.environ["EX2_CHAIN_DIR"]), ""
+    """The quick chain: every step of `reproduce.py --quick` (Tasks 1-5 and Q2 in order, then the
+    report) into one scratch folder, with the same scripts and flags, each step's main() run
+    in-process (no interpreter start-ups), with Task 3's and the few-shot fit() watched (FIT_CALLS).
+    Shared by test_tasks.py, test_spec.py and test_notebook.py."""
+    import fewshot
+    import reproduce
+    import task3_classifier_decoding
+
     committed = committed_outputs()
     out = tmp_path_factory.mktemp("out")
-    done = subprocess.run([sys.executable, str(REPO / "reproduce.py"), "--quick", "--device", "cpu",
-                           "--data-dir", str(mnist_root), "--out-dir", str(out)],
-                          cwd=REPO, env=os.environ | {"MNIST_DOWNLOAD": "0"}, capture_output=True, text=True,
-                          check=True, timeout=900)
+    args = reproduce.parse_args(["--quick", "--device", "cpu", "--data-dir", str(mnist_root), "--out-dir", str(out)])
+    log, step = io.StringIO(), [""]
+    with mock.patch.dict(os.environ, {"MNIST_DOWNLOAD": "0"}), contextlib.redirect_stdout(log), \
+            _watch_fit(task3_classifier_decoding, step, _decoder_call), _watch_fit(fewshot, step, _few_shot_call):
+        for script, flags in reproduce.steps(args):
+            step[0] = Path(script).stem
+            importlib.import_module(step[0]).main(flags)
     assert committed_outputs() == committed, "the quick chain touched the committed outputs"
-    return out, done.stdout
+    return out, log.getvalue()
 
 
 def committed_outputs() -> dict:

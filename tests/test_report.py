@@ -1,6 +1,5 @@
 import json
 import re
-import subprocess
 import sys
 import time
 import zipfile
@@ -86,11 +85,11 @@ def test_readme_table_matches_results():
 def packed(tmp_path_factory):
     if not HAVE_RESULTS:
         pytest.skip("the full runs' results are not committed yet")
+    import pack
+
     out = tmp_path_factory.mktemp("pack")
     (id1, id2) = (PEOPLE[0][1], PEOPLE[1][1])
-    run = subprocess.run([sys.executable, str(REPO / "report" / "pack.py"), id1, id2, "--name1", PEOPLE[0][0],
-                          "--name2", PEOPLE[1][0], "--out", str(out)], cwd=REPO, capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
+    pack.main([id1, id2, "--name1", PEOPLE[0][0], "--name2", PEOPLE[1][0], "--out", str(out)])
     zips = sorted(out.iterdir())
     assert [z.name for z in zips] == [f"ex2_{id1}_{id2}.zip"]  # the name the submission rules ask for
     with zipfile.ZipFile(zips[0]) as z:
@@ -144,13 +143,68 @@ def test_pack_holds_code_pdf_figures_and_no_data(packed):
     assert packed["size"] < 20e6
 
 
-@pytest.mark.parametrize("args", [["a b", "c"], ["a", "c/d"], ["a", "c", "--name1", "  "]])
-def test_pack_rejects_bad_user_names(args, tmp_path, capsys):
+@pytest.mark.parametrize("args", [["a b", "c"], ["a", "c/d"], ["a", ".."], ["a", "c", "--name1", "  "]])
+def test_pack_rejects_bad_user_names_in_one_line(args, tmp_path, capsys):
     import pack  # in-process: argparse rejects the arguments before anything is built
     with pytest.raises(SystemExit) as exit_:
         pack.main([*args, "--out", str(tmp_path)])
-    assert exit_.value.code == 2 and "name" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "name" in err and len(err.strip().splitlines()) == 1
     assert not list(tmp_path.iterdir())
+
+
+def _one_line_error(main, capsys) -> str:
+    from runs import run_main
+
+    with pytest.raises(SystemExit) as info:
+        run_main(main, "the report")
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_pack_out_that_is_a_file_ends_in_one_line(tmp_path, capsys):
+    import pack
+
+    f = tmp_path / "f"
+    f.write_text("mine")
+    assert "--out" in _one_line_error(lambda: pack.main(["a", "b", "--out", str(f)]), capsys) and f.read_text() == "mine"
+
+
+@pytest.fixture
+def results_copy(chain, tmp_path):
+    """A copy of the quick chain's results and figures, to damage."""
+    import shutil
+
+    for kind in ("results", "figures"):
+        shutil.copytree(chain[0] / kind, tmp_path / "o" / kind)
+    return tmp_path / "o"
+
+
+def test_build_names_a_results_file_that_lacks_a_key(results_copy, capsys):
+    import build
+
+    path = results_copy / "results" / "task2_classifier.json"
+    path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k != "architecture"}))
+    line = _one_line_error(lambda: build.main(["--out-dir", str(results_copy)]), capsys)
+    assert f"{path} has no 'architecture'" in line
+
+
+def test_build_names_a_missing_figure(results_copy, capsys):
+    import build
+
+    (results_copy / "figures" / "q2_equivariance.png").unlink()
+    line = _one_line_error(lambda: build.main(["--out-dir", str(results_copy)]), capsys)
+    assert f"{results_copy / 'figures' / 'q2_equivariance.png'} not found" in line
+
+
+@pytest.mark.parametrize("output", ["folder", "/proc/ex2.pdf"])
+def test_build_output_that_cannot_be_written_ends_in_one_line(results_copy, output, capsys):
+    import build
+
+    target = results_copy if output == "folder" else output
+    line = _one_line_error(lambda: build.main(["--out-dir", str(results_copy), "--output", str(target)]), capsys)
+    assert str(target) in line
 
 
 # --- a byte-reproducible PDF ------------------------------------------------------------------------------------------

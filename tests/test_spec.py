@@ -2,7 +2,6 @@
 requirement is broken (the L1 loss, d = 12 with an FC layer, the shared encoder architecture, the
 two-layer MLP, Task 3's decoder and frozen encoder, the 100 examples, Task 5's initialisation)."""
 import json
-import shutil
 from unittest import mock
 
 import pytest
@@ -11,12 +10,11 @@ from torch import nn
 
 import task1_autoencoder
 import task2_classifier
-import task3_classifier_decoding
+import fewshot
 import task4_few_shot
-import task5_transfer_learning
+from conftest import FIT_CALLS
 from data import load_mnist
-from models import MLP, Decoder, Encoder
-from runs import load_checkpoint
+from models import MLP, Decoder, Encoder, load_checkpoint
 from train import objective_loss, seed_everything
 
 
@@ -47,7 +45,7 @@ def test_task1_trains_and_reports_with_the_l1_objective(mnist_root, tmp_path):
                                 "--out-dir", str(tmp_path)])
     assert seen == ["l1"]
     # the reported test L1 is the mean absolute error of the saved AE, computed here by hand
-    ckpt = load_checkpoint(tmp_path / "checkpoints" / "task1_autoencoder.pt")
+    ckpt = load_checkpoint(tmp_path / "checkpoints" / "task1_autoencoder.pt")[1]
     enc, dec = Encoder(**ckpt["config"]), Decoder(**ckpt["config"])
     enc.load_state_dict(ckpt["state_dict"]["encoder"])
     dec.load_state_dict(ckpt["state_dict"]["decoder"])
@@ -90,29 +88,15 @@ def test_mlp_has_two_linear_layers():
 # ----------------------------------------------------------------------------- Task 3: Task 1's decoder, frozen encoder
 def test_task3_decoder_has_task1_decoder_architecture(chain):
     out, _ = chain
-    t1 = load_checkpoint(out / "checkpoints" / "task1_autoencoder.pt")["state_dict"]["decoder"]
-    t3 = load_checkpoint(out / "checkpoints" / "task3_classifier_decoding.pt")["state_dict"]["decoder"]
+    t1 = load_checkpoint(out / "checkpoints" / "task1_autoencoder.pt")[1]["state_dict"]["decoder"]
+    t3 = load_checkpoint(out / "checkpoints" / "task3_classifier_decoding.pt")[1]["state_dict"]["decoder"]
     assert {k: v.shape for k, v in t3.items()} == {k: v.shape for k, v in t1.items()}  # weights and BN buffers
 
 
-def test_task3_trains_only_the_decoder_on_the_frozen_classifier_encoder(chain, mnist_root, tmp_path):
-    out = tmp_path / "out"
-    shutil.copytree(chain[0], out)
-    calls = []
-    real_fit = task3_classifier_decoding.fit
-
-    def spy(model, train, test, **kwargs):
-        encoder, decoder = model
-        kwargs["params"] = list(kwargs["params"])  # passed on unchanged, just not consumed here
-        calls.append({"params": {id(p) for p in kwargs["params"] if p.requires_grad},
-                      "decoder": {id(p) for p in decoder.parameters()}, "frozen": kwargs["frozen"], "encoder": encoder})
-        return real_fit(model, train, test, **kwargs)
-
-    with mock.patch.object(task3_classifier_decoding, "fit", spy):
-        task3_classifier_decoding.main(["--quick", "--device", "cpu", "--data-dir", str(mnist_root), "--out-dir",
-                                        str(out)])
-    clf = load_checkpoint(out / "checkpoints" / "task2_classifier.pt")["state_dict"]["encoder"]
-    task3_call = calls[0]  # then the control on the AE encoder
+def test_task3_trains_only_the_decoder_on_the_frozen_classifier_encoder(chain):
+    out, _ = chain
+    clf = load_checkpoint(out / "checkpoints" / "task2_classifier.pt")[1]["state_dict"]["encoder"]
+    task3_call = FIT_CALLS["task3_classifier_decoding"][0]  # then the control on the AE encoder
     assert task3_call["params"] == task3_call["decoder"]  # the optimiser holds the decoder's parameters only
     assert task3_call["encoder"] in task3_call["frozen"]
     after = task3_call["encoder"].state_dict()
@@ -121,37 +105,10 @@ def test_task3_trains_only_the_decoder_on_the_frozen_classifier_encoder(chain, m
 
 
 # ----------------------------------------------------------------------------- Tasks 4, 5: indices 0..99, AE init
-def _capture_fit(main, argv) -> list[dict]:
-    """Run main(argv) with the few-shot fit() (task4_few_shot.fit, which Task 5 uses too) wrapped:
-    record the train images, the encoder and MLP states and the trainable parameters at the start
-    of every call."""
-    calls = []
-    real_fit = task4_few_shot.fit
-
-    def spy(model, train, test, **kwargs):
-        enc, mlp = model
-        params = list(kwargs.get("params") or model.parameters())
-        if params and isinstance(params[0], dict):
-            params = [p for g in params for p in g["params"]]
-        calls.append({"x": train[0].clone(), "latent_dim": enc.latent_dim, "label": kwargs.get("label", ""),
-                      "encoder": {k: v.clone() for k, v in enc.state_dict().items()},
-                      "mlp": {k: v.clone() for k, v in mlp.state_dict().items()},
-                      "trainable": {id(p) for p in params if p.requires_grad},
-                      "encoder_params": {id(p) for p in enc.parameters()}})
-        return real_fit(model, train, test, **kwargs)
-
-    with mock.patch.object(task4_few_shot, "fit", spy):
-        main(argv)
-    return calls
-
-
 @pytest.fixture(scope="module")
-def few_shot_runs(chain, mnist_root, tmp_path_factory):
-    """Tasks 4 and 5 run in-process on a copy of the quick chain's outputs, with fit() watched."""
-    out = tmp_path_factory.mktemp("spec") / "out"
-    shutil.copytree(chain[0], out)
-    argv = ["--quick", "--device", "cpu", "--data-dir", str(mnist_root), "--out-dir", str(out)]
-    return out, _capture_fit(task4_few_shot.main, argv), _capture_fit(task5_transfer_learning.main, argv)
+def few_shot_runs(chain):
+    """The quick chain's Tasks 4 and 5, with the start of every few-shot fit() recorded."""
+    return chain[0], FIT_CALLS["task4_few_shot"], FIT_CALLS["task5_transfer_learning"]
 
 
 def test_few_shot_set_is_training_indices_0_to_99_in_tasks_4_and_5(few_shot_runs, mnist_root):
@@ -165,19 +122,19 @@ def test_few_shot_set_is_training_indices_0_to_99_in_tasks_4_and_5(few_shot_runs
 
 def test_task5_encoder_starts_from_task1_and_its_mlp_starts_fresh(few_shot_runs):
     out, _, t5 = few_shot_runs
-    ae = load_checkpoint(out / "checkpoints" / "task1_autoencoder.pt")["state_dict"]["encoder"]
+    ae = load_checkpoint(out / "checkpoints" / "task1_autoencoder.pt")[1]["state_dict"]["encoder"]
     a2 = task2_classifier.parse_args([])
     main_calls = [c for c in t5 if c["latent_dim"] == 12]
     assert main_calls
     first_seed = task4_few_shot.parse_args(["--quick"]).seed
     seed_everything(first_seed)
     fresh_mlp = task2_classifier.build_classifier(a2.latent_dim, a2.channels, a2.hidden)[1].state_dict()
-    clf_mlp = load_checkpoint(out / "checkpoints" / "task2_classifier.pt")["state_dict"]["mlp"]
+    clf_mlp = load_checkpoint(out / "checkpoints" / "task2_classifier.pt")[1]["state_dict"]["mlp"]
     args = task4_few_shot.parse_args(["--quick"])
     first_calls = {}  # the first fit() of every (recipe, seed): two-stage calls fit() twice
     for c in main_calls:
         first_calls.setdefault(c["label"], c)
-    expected = {f"transfer: {r.name}, seed {seed} " for r in task4_few_shot.recipes_for("autoencoder", args)
+    expected = {f"transfer: {r.name}, seed {seed} " for r in fewshot.recipes_for("autoencoder", args)
                 for seed in range(args.seed, args.seed + args.seeds)}
     assert expected <= first_calls.keys()
     for label in expected:
@@ -189,7 +146,7 @@ def test_task5_encoder_starts_from_task1_and_its_mlp_starts_fresh(few_shot_runs)
 
 def test_task4_encoder_starts_random_and_trains(few_shot_runs):
     out, t4, _ = few_shot_runs
-    ae = load_checkpoint(out / "checkpoints" / "task1_autoencoder.pt")["state_dict"]["encoder"]
+    ae = load_checkpoint(out / "checkpoints" / "task1_autoencoder.pt")[1]["state_dict"]["encoder"]
     for call in t4:
         assert call["encoder_params"] <= call["trainable"]  # from scratch: the encoder trains too
         assert not all(torch.equal(call["encoder"][k], v) for k, v in ae.items())

@@ -3,7 +3,7 @@ import json
 
 import torch
 
-from conftest import REPO, run_task  # the `chain` fixture lives in conftest.py
+from conftest import REPO  # the `chain` fixture lives in conftest.py
 from models import Encoder
 
 
@@ -93,16 +93,31 @@ def test_quick_chain_builds_the_report_and_leaves_committed_outputs_alone(chain)
     assert "runs/quick" not in log and str(REPO / "results") not in log
 
 
-def test_task3_trains_missing_prerequisites(mnist_root, tmp_path):
-    out = run_task("task3_classifier_decoding.py", "--quick", "--device", "cpu", "--data-dir", mnist_root,
-                   "--out-dir", tmp_path)
-    assert "task2_classifier.pt not found; training it with task2_classifier.py first" in out.stdout
-    assert "task1_autoencoder.pt not found; training it with task1_autoencoder.py first" in out.stdout
-    assert _final(tmp_path, "task3_classifier_decoding")["encoder_unchanged"] is True
+def test_a_missing_prerequisite_is_produced_by_its_own_script(chain, mnist_root, tmp_path, monkeypatch, capsys):
+    """Task 2's outputs missing: Q2 runs tasks/task2_classifier.py with the forwarded flags first
+    (its main() in-process here instead of a subprocess, to save the interpreter start-up)."""
+    import shutil
+
+    import q2_equivariance
+    import runs
+    import task2_classifier
+
+    out = tmp_path / "o"
+    shutil.copytree(chain[0], out)
+    for f in out.glob("*/task2_classifier*"):
+        f.unlink()
+    ran = []
+    monkeypatch.setattr(runs, "run_script", lambda script, flags: ran.append(script) or task2_classifier.main(flags))
+    q2_equivariance.main(["--quick", "--device", "cpu", "--data-dir", str(mnist_root), "--out-dir", str(out)])
+    assert ran == ["tasks/task2_classifier.py"]
+    assert "task2_classifier.pt not found; running tasks/task2_classifier.py first" in capsys.readouterr().out
+    res = json.loads((out / "results" / "q2_equivariance.json").read_text())
+    assert res["prerequisites"]["task2_classifier"] == json.loads(
+        (out / "results" / "task2_classifier.json").read_text())["run_id"]
 
 
 def test_recipe_selection_reads_validation_metrics_only():
-    from task4_few_shot import select, selection
+    from fewshot import select, selection
 
     recipes = {  # test and validation rankings disagree
         "a": {"val_accuracy_mean": 0.80, "test_accuracy_mean": 0.95, "test_accuracy_std": 0.0, "seeds": 5,

@@ -1,4 +1,4 @@
-"""One helper per kind of figure; every figure is written atomically as a PNG.
+"""One helper per kind of figure; every figure is written as a PNG (into a run's staging folder).
 
 Figures are drawn at the size the report places them (TEXT_WIDTH inches is the full text width
 of ex2.pdf), so every font size below is the printed size: nothing is smaller than 8 pt.
@@ -10,8 +10,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from runs import atomic_path
-
 TEXT_WIDTH = 6.5  # inches: A4 with 2.2 cm margins, where ex2.typ places the figures at 100%
 COLORS = plt.get_cmap("tab10")
 plt.rcParams.update({"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "xtick.labelsize": 8,
@@ -19,12 +17,11 @@ plt.rcParams.update({"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "
 
 
 def _save(fig, path, rect: tuple | None = (0, 0, 1, 1)) -> None:
-    """Lay the figure out (tight_layout within `rect`; None keeps the caller's layout), write it
-    atomically as a PNG and close it."""
+    """Lay the figure out (tight_layout within `rect`; None keeps the caller's layout), write it as
+    a PNG and close it."""
     if rect is not None:
         fig.tight_layout(rect=rect)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=200, format="png")
+    fig.savefig(path, dpi=200, format="png")
     plt.close(fig)
 
 
@@ -57,31 +54,26 @@ def history_curves(history: list[dict], path, title: str) -> None:
     _save(fig, path)
 
 
-def _blank(ax) -> None:
-    ax.set_xticks([])
-    ax.set_yticks([])
-    for s in ax.spines.values():
-        s.set_visible(False)
-
-
 def digit_grid(rows: dict[str, "np.ndarray"], path, per_row: int = 15, title: str | None = None) -> None:
     """Blocks of labelled rows of 28x28 digits: block b shows digits b*per_row ... of every entry of
-    `rows`, one row per entry. At full text width each digit is (TEXT_WIDTH - 1.1) / per_row inches
-    wide (9 mm for 15 per row)."""
+    `rows`, one row per entry, each row one image (white gaps between digits). At full text width
+    each digit is (TEXT_WIDTH - 1.1) / per_row inches wide (9 mm for 15 per row)."""
     rows = {k: np.asarray(v).reshape(-1, 28, 28) for k, v in rows.items()}
     n = len(next(iter(rows.values())))
-    blocks = [(start, label, imgs[start:start + per_row]) for start in range(0, n, per_row)
-              for label, imgs in rows.items()]
+    blocks = [(label, imgs[start:start + per_row]) for start in range(0, n, per_row) for label, imgs in rows.items()]
     cell = (TEXT_WIDTH - 1.1) / per_row
-    fig, axes = plt.subplots(len(blocks), per_row, figsize=(TEXT_WIDTH, len(blocks) * cell * 1.04 + (0.3 if title else 0)),
-                             squeeze=False, gridspec_kw={"wspace": 0.04, "hspace": 0.06})
-    for r, (start, label, imgs) in enumerate(blocks):
-        for c in range(per_row):
-            ax = axes[r, c]
-            _blank(ax)
-            if c < len(imgs):
-                ax.imshow(imgs[c], cmap="gray", vmin=0, vmax=1)
-        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8, labelpad=4)
+    fig, axes = plt.subplots(len(blocks), 1, figsize=(TEXT_WIDTH, len(blocks) * cell * 1.04 + (0.3 if title else 0)),
+                             squeeze=False, gridspec_kw={"hspace": 0.06})
+    for ax, (label, imgs) in zip(axes[:, 0], blocks):
+        strip = np.ones((28, per_row * 29 - 1))
+        for c, img in enumerate(imgs):
+            strip[:, c * 29:c * 29 + 28] = img
+        ax.imshow(strip, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8, labelpad=4)
     if title:
         fig.suptitle(title)
     fig.subplots_adjust(left=1.1 / TEXT_WIDTH, right=0.995, bottom=0.005,
