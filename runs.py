@@ -39,6 +39,7 @@ class UserError(RuntimeError):
 
 class Record(dict):
     """A dict read from a results file: a missing key is a UserError naming the file, not a KeyError."""
+    path = fix = ""
 
     def __missing__(self, key):
         raise UserError(f"{self.path} has no '{key}' (an older version's or a damaged file?); {self.fix}")
@@ -46,13 +47,9 @@ class Record(dict):
 
 def read_json(path: Path, fix: str = "rerun the task that writes it") -> dict:
     """A results file; UserError naming the file (and ending in `fix`) if it is missing or malformed."""
-    def record(d: dict) -> Record:
-        r = Record(d)
-        r.path, r.fix = path, fix
-        return r
-
+    hook = type("Record", (Record,), {"path": path, "fix": fix})
     try:
-        obj = json.loads(Path(path).read_text(), object_hook=record)
+        obj = json.loads(Path(path).read_text(), object_hook=hook)
     except FileNotFoundError:
         raise UserError(f"{path} does not exist; {fix}") from None
     except (OSError, ValueError) as exc:
@@ -71,24 +68,19 @@ def out_root(args) -> Path:
     return Path(args.out_dir).expanduser().resolve() if args.out_dir else REPO / "runs" / "quick" if args.quick else REPO
 
 
-def check_out_dir(root: Path) -> None:
-    """The out-dir and its figures/, results/, checkpoints/ must be folders we can write into."""
+@contextlib.contextmanager
+def locked(root: Path):
+    """Hold <root>/.lock, created with the out-dir if missing (guarantee b); the kernel releases it
+    when the process dies, so a killed run leaves no stale lock."""
     for folder in (root, *(root / kind for kind in KINDS)):
         if folder.exists() and not folder.is_dir():
             raise UserError(f"{folder} is a file, not a folder; move it away or pass another --out-dir")
     try:
         root.mkdir(parents=True, exist_ok=True)
-        for folder in (root, *(root / kind for kind in KINDS if (root / kind).is_dir())):
-            if not os.access(folder, os.W_OK | os.X_OK):
-                raise PermissionError(errno.EACCES, "permission denied")
+        f = open(root / ".lock", "a+")
     except OSError as exc:
         raise UserError(f"cannot write into {root} ({exc.strerror}); pass an --out-dir you can write to") from None
-
-
-@contextlib.contextmanager
-def locked(root: Path):
-    """Hold <root>/.lock (guarantee b); the kernel releases it when the process dies."""
-    with open(root / ".lock", "a+") as f:
+    with f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -116,8 +108,13 @@ class Run:
         return self.stage / kind / filename
 
     def write_results(self, filename: str, obj: dict, device: torch.device) -> None:
-        write_json(self.path("results", filename), obj | {"run_id": self.run_id, "environment": environment(
-            device, self.started)})
+        """obj + run_id + environment: what ran where, and the script's wall-clock seconds."""
+        write_json(self.path("results", filename), obj | {"run_id": self.run_id, "environment": {
+            "wall_seconds": time.perf_counter() - self.started, "torch": torch.__version__,
+            "python": platform.python_version(), "platform": platform.platform(), "device": str(device),
+            "cpu_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:])}})
 
     def commit(self) -> None:
         """Move the staged files into place, results last, and remove this task's earlier outputs
@@ -131,9 +128,9 @@ class Run:
                 staged = sorted(f.name for f in src.iterdir()) if src.is_dir() else []
                 dst.mkdir(exist_ok=True)
                 for old in sorted(dst.iterdir()):  # this task's files: <name>.<ext> and <name>_<more>.<ext>
-                    stem, ext = old.name.split(".")[0], old.suffix
-                    if (stem == self.name or stem.startswith(self.name + "_")) and ext in OUTPUT_TYPES \
-                            and old.name not in staged and old.is_file():
+                    stem = old.name.split(".")[0]
+                    if (stem == self.name or stem.startswith(self.name + "_")) and old.suffix in OUTPUT_TYPES \
+                            and old.name not in staged:
                         old.unlink()
                         removed.append(old.name)
                 for name in staged:
@@ -154,7 +151,6 @@ class Run:
 def open_run(name: str, args):
     """Lock the out-dir, stage the run's outputs, and commit them only if the block succeeds."""
     root = out_root(args)
-    check_out_dir(root)
     with locked(root):
         run = Run(name, root)
         try:
@@ -169,15 +165,6 @@ def open_run(name: str, args):
     print(f"{name}: outputs written to {root} (run {run.run_id})")
 
 
-def environment(device: torch.device, started: float) -> dict:
-    """What ran where, and the script's wall-clock seconds."""
-    return {"wall_seconds": time.perf_counter() - started, "torch": torch.__version__,
-            "python": platform.python_version(), "platform": platform.platform(), "device": str(device),
-            "cpu_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:])}
-
-
 def prerequisite(name: str, args, extra: tuple[str, ...] = (), checkpoint: bool = True):
     """A prerequisite task's (modules, results): trained first by its own script if missing (before
     this run takes its lock), refused in one line naming the command that retrains it if it is of
@@ -188,8 +175,8 @@ def prerequisite(name: str, args, extra: tuple[str, ...] = (), checkpoint: bool 
     ckpt_path, results_path = root / "checkpoints" / f"{name}.pt", root / "results" / f"{name}.json"
     if not (ckpt_path if checkpoint else results_path).exists():
         print(f"{ckpt_path if checkpoint else results_path} not found; running tasks/{name}.py first")
-        if run_script(f"tasks/{name}.py", flags):
-            raise UserError(f"tasks/{name}.py failed (see its message above); fix that, then rerun")
+        if status := run_script(f"tasks/{name}.py", flags):
+            sys.exit(status)  # its own one-line message above says what went wrong
     fix = "retrain it with `" + " ".join(["python", f"tasks/{name}.py", *flags[flags.index("--out-dir"):]]) + "`"
     results = read_json(results_path, fix)
     if not checkpoint:
