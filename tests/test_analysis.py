@@ -1,0 +1,158 @@
+"""Known answers for every number the report computes from the trained models: held-out R^2, the
+standard errors, the latent geometry, the probes, the style measures, the Q2 overlap error, and
+what the few-shot recipes actually train with (augmentation and learning-rate schedule)."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import fewshot
+import train
+from analysis import latent_geometry, linear_probe, per_class, style_measures, style_r2, within_class_pixel_std
+from fewshot import paired_standard_error, pretraining_gain, unpaired_standard_error
+
+
+# ----------------------------------------------------------------------------- R^2, standard errors
+def test_r2_is_held_out():
+    """A relation that holds on the fitting set only: held out, R^2 is about 0 or below (1 if scored on
+    the fitting set); a relation that holds on both gives 1."""
+    g = torch.Generator().manual_seed(0)
+    z_fit, z_score = torch.randn(200, 3, generator=g), torch.randn(200, 3, generator=g)
+    w = torch.tensor([[1.0], [-2.0], [0.5]])
+    fit_only = style_r2(z_fit, {"m": (z_fit @ w)[:, 0].double()}, z_score, {"m": torch.randn(200, generator=g).double()})
+    assert fit_only["m"] < 0.05
+    both = style_r2(z_fit, {"m": (z_fit @ w)[:, 0].double() + 3}, z_score, {"m": (z_score @ w)[:, 0].double() + 3})
+    assert both["m"] == pytest.approx(1.0, abs=1e-9)
+
+
+def test_standard_errors_match_a_hand_computation():
+    # unpaired: sqrt(0.3^2/3 + 0.4^2/4) = sqrt(0.03 + 0.04)
+    assert unpaired_standard_error(0.3, 3, 0.4, 4) == pytest.approx(math.sqrt(0.07))
+    # paired: differences 1, 2, 3, 4: mean 2.5, sample variance (2.25 + 0.25 + 0.25 + 2.25) / 3 = 5/3, / n = 5/12
+    assert paired_standard_error([1.0, 2.0, 3.0, 4.0]) == pytest.approx(math.sqrt(5 / 12))
+    t4 = {"recipe": {"name": "plain"}, "test_accuracy_mean": 0.6, "test_accuracy_std": 0.1, "seeds": 2,
+          "per_seed": [{"seed": 0, "test_accuracy": 0.5}, {"seed": 1, "test_accuracy": 0.7}]}
+    t5 = {"recipe": {"name": "fine-tune"}, "test_accuracy_mean": 0.8, "test_accuracy_std": 0.2, "seeds": 2,
+          "per_seed": [{"seed": 1, "test_accuracy": 0.9}, {"seed": 0, "test_accuracy": 0.7}]}
+    gain = pretraining_gain(t5, t4)  # pairs by seed: 0.7 - 0.5 and 0.9 - 0.7, both 0.2: no spread
+    assert gain["test_accuracy_difference"] == pytest.approx(0.2)
+    assert gain["standard_error"] == pytest.approx(math.sqrt(0.04 / 2 + 0.01 / 2))
+    assert gain["paired_standard_error"] == pytest.approx(0.0, abs=1e-12) and gain["paired_seeds"] == 2
+
+
+# ----------------------------------------------------------------------------- latent geometry and probes
+def _planted_codes(a: float = 1.0, b: float = 0.1):
+    """Class c: the two codes a*e_c +- b*f (f orthogonal to every e_c), in 11 dimensions."""
+    z, y = [], []
+    for c in range(10):
+        for sign in (1, -1):
+            v = torch.zeros(11)
+            v[c], v[10] = a, sign * b
+            z.append(v)
+            y.append(c)
+    return torch.stack(z), torch.tensor(y)
+
+
+def test_latent_geometry_of_a_planted_space():
+    """By hand: every code's distance to the overall mean is sqrt(0.9 a^2 + b^2) (the scale); within a
+    class the distance to the mean is b, between class means a*sqrt(2); the ratio is a*sqrt(2)/b."""
+    a, b = 1.0, 0.1
+    z, y = _planted_codes(a, b)
+    g = latent_geometry(z, y, z, y, seed=0)
+    scale = math.sqrt(0.9 * a ** 2 + b ** 2)
+    assert g["within_class_spread"] == pytest.approx(b / scale)
+    assert g["between_class_separation"] == pytest.approx(a * math.sqrt(2) / scale)
+    assert g["separation_to_spread_ratio"] == pytest.approx(a * math.sqrt(2) / b)
+    assert g["nearest_class_mean_accuracy"] == 1.0 and g["linear_probe_accuracy"] == 1.0
+
+
+def test_probe_accuracy_is_held_out():
+    """Codes that carry no label: 100 points in 60 dimensions can be memorised (train accuracy near 1),
+    but the accuracy on 2000 new codes is chance."""
+    g = torch.Generator().manual_seed(0)
+    z, y = torch.randn(100, 60, generator=g), torch.randint(0, 10, (100,), generator=g)
+    z_test, y_test = torch.randn(2000, 60, generator=g), torch.randint(0, 10, (2000,), generator=g)
+    assert linear_probe(z, y, z, y, seed=0) > 0.9  # what the breakage "scored on its own codes" would report
+    assert abs(linear_probe(z, y, z_test, y_test, seed=0) - 0.1) < 0.04
+
+
+def test_per_class_means_and_within_class_pixel_std():
+    values, labels = torch.tensor([1.0, 3.0, 10.0] + [0.0] * 8), torch.tensor([0, 0, 1] + list(range(2, 10)))
+    assert per_class(values, labels)[:2] == [2.0, 10.0]
+    images = torch.zeros(20, 1, 28, 28)
+    images[::2] = 1.0  # class c holds one all-white and one all-black image: per-pixel std sqrt(0.5) everywhere
+    assert within_class_pixel_std(images, torch.arange(20) // 2) == pytest.approx(math.sqrt(0.5))
+
+
+def test_style_measures_of_a_planted_rectangle():
+    """A 4 x 16 rectangle of ink, rows 10..13, columns 5..20: ink mass 64, centre (12.5, 11.5), width
+    16, height 4, no slant; boundary = the 36 pixels with a blank 4-neighbour, thickness 64 / (36 / 2)."""
+    x = torch.zeros(1, 1, 28, 28)
+    x[0, 0, 10:14, 5:21] = 1.0
+    m = {k: v.item() for k, v in style_measures(x).items()}
+    assert m == pytest.approx({"ink_mass": 64, "centre_x": 12.5, "centre_y": 11.5, "width": 16, "height": 4,
+                               "slant": 0.0, "stroke_thickness": 64 / 18})
+    sheared = torch.zeros(1, 1, 28, 28)
+    for r in range(8, 20):
+        sheared[0, 0, r, 14 - (r - 14) // 2:16 - (r - 14) // 2] = 1.0  # leaning right: higher rows further right
+    assert style_measures(sheared)["slant"].item() > 0.3
+
+
+def test_q2_overlap_error_of_an_exactly_shifted_map():
+    import q2_equivariance
+
+    f = torch.rand(2, 3, 7, 7)
+    shifted = torch.zeros_like(f)
+    shifted[..., 1:] = f[..., :-1]  # f moved right by one cell
+    assert q2_equivariance.overlap_error(shifted, f, 1) == 0.0
+    assert q2_equivariance.overlap_error(shifted, f, 1, interior=True) == 0.0
+    assert q2_equivariance.overlap_error(f, f, 1) > 0.1  # no shift, compared with a shift: not equivariant
+
+
+# ----------------------------------------------------------------------------- what the recipes train with
+def _train_recipe(recipe, monkeypatch):
+    """Train `recipe` on 20 copies of a planted image for its epochs; return (the model's training
+    inputs minus the image, the lr of every step, the augment functions fit() was given)."""
+    inputs, lrs, augments, make, real_fit = [], [], [], train.make_optimizer, fewshot.fit
+
+    def recording(*args, **kwargs):
+        opt = make(*args, **kwargs)
+        opt.register_step_pre_hook(lambda o, a, k: lrs.append(o.param_groups[-1]["lr"]))
+        return opt
+
+    def fit_spy(*args, **kwargs):
+        augments.append(kwargs["augment"])
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(train, "make_optimizer", recording)
+    monkeypatch.setattr(fewshot, "fit", fit_spy)
+    x = torch.zeros(20, 1, 28, 28)
+    x[:, :, 8:20, 12:16] = 1.0
+    data = (x, torch.arange(20) % 10)
+    model = nn.Sequential(fewshot.Encoder(4, (4, 8)), fewshot.MLP(4, 8))
+    model[0].register_forward_pre_hook(lambda m, args: inputs.append(args[0].clone()) if m.training else None)
+    fewshot.train_recipe(model, recipe, (data, data, data), torch.device("cpu"), torch.Generator().manual_seed(0),
+                         curves=False, label="")
+    return torch.cat(inputs) - x[0], lrs, augments  # each training input minus the (one) planted image
+
+
+def test_the_augmented_recipe_trains_on_transformed_images_and_the_plain_one_does_not(monkeypatch):
+    augmented = next(r for r in fewshot.RECIPES if r.name == "augmented")
+    plain = next(r for r in fewshot.RECIPES if r.name == "plain")
+    diff, _, augments = _train_recipe(fewshot.Recipe(**{**augmented.__dict__, "epochs": 2}), monkeypatch)
+    assert augments and all(a is fewshot.random_affine for a in augments)  # the transform test_data.py measures
+    assert diff.abs().amax((1, 2, 3)).gt(0.1).float().mean() > 0.9  # (nearly) every input differs from the image
+    diff, _, augments = _train_recipe(fewshot.Recipe(**{**plain.__dict__, "epochs": 2}), monkeypatch)
+    assert augments == [None] and not diff.any()  # every input is the image itself
+
+
+def test_the_recipes_learning_rate_schedules_are_the_stated_ones(monkeypatch):
+    augmented = next(r for r in fewshot.RECIPES if r.name == "augmented")
+    _, lrs, _ = _train_recipe(fewshot.Recipe(**{**augmented.__dict__, "epochs": 10}), monkeypatch)
+    assert augmented.schedule == "onecycle" and augmented.lr == 3e-3
+    assert lrs[0] == pytest.approx(3e-3 / 25) and max(lrs) == pytest.approx(3e-3) and lrs[-1] < 3e-3 * 1e-4
+    assert lrs.index(max(lrs)) == pytest.approx(0.2 * len(lrs), abs=1)  # warm-up over the first 20% of the steps
+    plain = next(r for r in fewshot.RECIPES if r.name == "plain")
+    _, lrs, _ = _train_recipe(fewshot.Recipe(**{**plain.__dict__, "epochs": 3}), monkeypatch)
+    assert set(lrs) == {plain.lr} and plain.schedule == "constant"
