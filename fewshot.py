@@ -12,9 +12,6 @@ from data import FEW_SHOT_SIZE, describe_validation, few_shot, load_splits, rand
 from models import MLP, Encoder
 from train import fit, seed_everything
 
-VAL_PREFIXES = (100, 500)  # the selection is also redone with only the first 100 / 500 validation images
-
-
 @dataclass(frozen=True)
 class Recipe:
     """How the classifier is trained on the 100 images. encoder: 'train' (everything trains),
@@ -108,8 +105,7 @@ def train_recipe(model, recipe: Recipe, data, device, generator, curves: bool, l
     train, val, test = data
     encoder, mlp = model
     common = dict(objective="ce", batch_size=recipe.batch_size, device=device, generator=generator, eval_train=True,
-                  schedule=recipe.schedule, augment=random_affine if recipe.augment else None, val=val,
-                  val_prefixes=VAL_PREFIXES, label=label)
+                  schedule=recipe.schedule, augment=random_affine if recipe.augment else None, val=val, label=label)
     every = 1 if curves else recipe.epochs
     if recipe.encoder == "train":
         return fit(model, train, test, epochs=recipe.epochs, lr=recipe.lr, eval_every=every, **common)
@@ -150,7 +146,6 @@ def run_seeds(recipe: Recipe, args, data, device, init_encoder: dict | None = No
         row |= {"test_accuracy": last["test_accuracy"], "test_loss": last["test_loss"],
                 "train_accuracy": last["train_accuracy"], "train_loss": last["train_loss"],
                 "val_accuracy": last["val_accuracy"], "val_loss": last["val_loss"],
-                **{f"val_accuracy_first_{n}": last[f"val_accuracy_first_{n}"] for n in VAL_PREFIXES},
                 "best_test_loss_epoch": best["epoch"], "best_test_loss": best["test_loss"],
                 "test_accuracy_at_best_loss": best["test_accuracy"],
                 "max_test_accuracy": max(r["test_accuracy"] for r in history), "train_seconds": last["seconds"]}
@@ -165,7 +160,7 @@ def summarise(per_seed: list[dict]) -> dict:
         return v.mean().item(), (v.std().item() if len(v) > 1 else 0.0)
 
     out = {}
-    for key in ("test_accuracy", "test_loss", "val_accuracy", *(f"val_accuracy_first_{n}" for n in VAL_PREFIXES)):
+    for key in ("test_accuracy", "test_loss", "val_accuracy"):
         out[f"{key}_mean"], out[f"{key}_std"] = stats(key)
     out |= {"train_accuracy_mean": stats("train_accuracy")[0], "train_loss_mean": stats("train_loss")[0],
             "best_test_loss_epoch_mean": stats("best_test_loss_epoch")[0],
@@ -176,22 +171,14 @@ def summarise(per_seed: list[dict]) -> dict:
     return out
 
 
-def select(recipes: dict[str, dict], key: str = "val_accuracy_mean") -> str:
-    """The recipe with the highest mean validation accuracy. Reads validation metrics only: the test
-    metrics of the recipes never enter the choice."""
-    return max(recipes, key=lambda name: recipes[name][key])
-
-
-def selection(recipes: dict[str, dict]) -> tuple[dict, dict]:
-    """(final.best, the choice with a validation set of only 100 / 500 / all images)."""
-    name = select(recipes)
+def select(recipes: dict[str, dict]) -> dict:
+    """The recipe with the highest mean validation accuracy, as final.best. Reads validation metrics
+    only: the test metrics of the recipes never enter the choice."""
+    name = max(recipes, key=lambda n: recipes[n]["val_accuracy_mean"])
     r = recipes[name]
-    best = {"recipe": name, "selected_on": "validation", "val_accuracy_mean": r["val_accuracy_mean"],
+    return {"recipe": name, "selected_on": "validation", "val_accuracy_mean": r["val_accuracy_mean"],
             "test_accuracy_mean": r["test_accuracy_mean"], "test_accuracy_std": r["test_accuracy_std"],
             "seeds": r["seeds"]}
-    small = {str(n): select(recipes, f"val_accuracy_first_{n}_mean") for n in VAL_PREFIXES}
-    small["all"] = name
-    return best, small
 
 
 def report(name: str, final: dict, epochs: int) -> None:

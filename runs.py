@@ -1,11 +1,10 @@
-"""A run and its outputs, and the command line. Three guarantees:
+"""A run and its outputs. Three guarantees:
 
-(a) One unit. A task writes into ``<out-dir>/.staging/<run_id>/`` while it runs; only at the end
-    are its figures, checkpoints and then results moved into place, with Ctrl-C and SIGTERM held
-    off until the moves are done. An interrupted or failed run leaves the previous complete set.
-    Results and checkpoints carry the run's ``run_id``; readers of a prerequisite check they match.
-(b) One run per out-dir. ``<out-dir>/.lock`` is held for the whole run: a second run refuses.
-(c) One line. A bad flag, file, dataset or prerequisite ends in one line that names it and says
+(a) One unit: a task writes into <out-dir>/.staging/<run_id>/; only at the end are its figures,
+    checkpoints and then results moved into place, Ctrl-C and SIGTERM held off meanwhile. An
+    interrupted or failed run leaves the previous set; readers of a prerequisite check its run_id.
+(b) One run per out-dir: <out-dir>/.lock is held for the whole run; a second run refuses.
+(c) One line: a bad flag, file, dataset or prerequisite ends in one line that names it and says
     what to do (exit status 2), before training where it can be checked.
 """
 import contextlib
@@ -29,7 +28,6 @@ from data import DatasetError
 from models import CheckpointError, Encoder, architecture, load_checkpoint
 
 KINDS = ("figures", "checkpoints", "results")  # moved into place in this order: results last
-OUTPUT_TYPES = (".png", ".pt", ".json")  # what tasks write
 COMMITTED: list[str] = []  # the runs this process has written completely (for the interruption message)
 
 
@@ -39,7 +37,6 @@ class UserError(RuntimeError):
 
 class Record(dict):
     """A dict read from a results file: a missing key is a UserError naming the file, not a KeyError."""
-    path = fix = ""
 
     def __missing__(self, key):
         raise UserError(f"{self.path} has no '{key}' (an older version's or a damaged file?); {self.fix}")
@@ -127,10 +124,10 @@ class Run:
                 src, dst = self.stage / kind, self.root / kind
                 staged = sorted(f.name for f in src.iterdir()) if src.is_dir() else []
                 dst.mkdir(exist_ok=True)
-                for old in sorted(dst.iterdir()):  # this task's files: <name>.<ext> and <name>_<more>.<ext>
+                for old in sorted(dst.iterdir()):  # this task's outputs: <name>.<ext>, <name>_<more>.<ext>
                     stem = old.name.split(".")[0]
-                    if (stem == self.name or stem.startswith(self.name + "_")) and old.suffix in OUTPUT_TYPES \
-                            and old.name not in staged:
+                    ours = (stem == self.name or stem.startswith(self.name + "_")) and old.suffix in (".png", ".pt", ".json")
+                    if ours and old.name not in staged:
                         old.unlink()
                         removed.append(old.name)
                 for name in staged:

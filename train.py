@@ -55,9 +55,8 @@ def objective_loss(objective: str, output: torch.Tensor, x: torch.Tensor, y: tor
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, objective: str,
-             device: torch.device, batch_size: int = 500, prefixes: tuple[int, ...] = ()) -> dict:
-    """Mean loss (and accuracy for 'ce') over (x, y) in eval mode. For each n in `prefixes`, also
-    the accuracy on the first n examples (e.g. a validation set of only 100 or 500 images)."""
+             device: torch.device, batch_size: int = 500) -> dict:
+    """Mean loss (and accuracy for 'ce') over (x, y) in eval mode."""
     was_training = model.training
     model.eval()
     total, hits = 0.0, []
@@ -72,8 +71,6 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, objective: str,
     if objective == "ce":
         hits = torch.cat(hits).float()
         result["accuracy"] = hits.mean().item()
-        for n in prefixes:
-            result[f"accuracy_first_{n}"] = hits[:n].mean().item()
     return result
 
 
@@ -93,7 +90,7 @@ def make_optimizer(params, lr: float, weight_decay: float) -> torch.optim.Optimi
 def fit(model: nn.Module, train: tuple, test: tuple, *, objective: str, epochs: int, batch_size: int,
         lr: float, device: torch.device, generator: torch.Generator, weight_decay: float = 1e-4,
         params=None, frozen: tuple[nn.Module, ...] = (), augment: Callable | None = None,
-        val: tuple | None = None, val_prefixes: tuple[int, ...] = (), eval_every: int = 1,
+        val: tuple | None = None, eval_every: int = 1,
         eval_train: bool = False, schedule: str = "onecycle", log=print, label: str = "") -> list[dict]:
     """Train `model` on `train` = (x, y); evaluate on `test` every `eval_every` epochs and after the
     last, and on `val` after the last.
@@ -167,7 +164,7 @@ def fit(model: nn.Module, train: tuple, test: tuple, *, objective: str, epochs: 
         if objective == "ce":
             row.update(train_accuracy=tr["accuracy"], test_accuracy=te["accuracy"])
         if val is not None and epoch == epochs:  # validation decides on the trained model: after the last epoch
-            va = evaluate(model, *val, objective, device, prefixes=val_prefixes)
+            va = evaluate(model, *val, objective, device)
             row.update({f"val_{k}": v for k, v in va.items()})
         bad = [k for k, v in row.items() if isinstance(v, float) and not math.isfinite(v)]
         if bad:  # e.g. BatchNorm statistics that overflowed: the training loss alone does not show it

@@ -81,11 +81,10 @@ def main(argv=None):
                                                  init_encoder=ae["encoder"].state_dict(), label="transfer: ")
         if not all(r["encoder_started_from_ae"] for s in recipes.values() for r in s["per_seed"]):
             raise RuntimeError("the encoder did not start from Task 1's weights")  # a bug, not a user error
-        best, small = fewshot.selection(recipes)
+        best = fewshot.select(recipes)
         gains = {setup: fewshot.pretraining_gain(recipes[t5], task4["final"]["recipes"][t4])
                  for setup, (t4, t5) in zip(("plain", "augmented"), fewshot.SAME_RECIPE.items())}
-        print(f"chosen on validation: {best['recipe']} (test accuracy {100 * best['test_accuracy_mean']:.2f}%); "
-              f"with only 100 / 500 validation images: {small['100']} / {small['500']}")
+        print(f"chosen on validation: {best['recipe']} (test accuracy {100 * best['test_accuracy_mean']:.2f}%)")
         for setup, g in gains.items():
             print(f"pre-training gain, {setup}: {100 * g['test_accuracy_difference']:+.2f} "
                   f"+- {100 * g['standard_error']:.2f} points (paired: +- {100 * g['paired_standard_error']:.2f})")
@@ -120,7 +119,7 @@ def main(argv=None):
                            logx=True, errors={"test": [100 * r["test_accuracy_std"] for r in by_d]}, fmt="{:.1f}")
         final = recipes["fine-tune"] | {
             "encoder_started_from_ae": True, "recipes": recipes, "best": best,  # checked above
-            "selection_by_validation_size": small, "pretraining_gain": gains, "transfer_vs_latent_dim": by_d,
+            "pretraining_gain": gains, "transfer_vs_latent_dim": by_d,
             "task4": {k: task4["final"][k] for k in ("test_accuracy_mean", "test_accuracy_std", "test_loss_mean")}}
         run.write_results(f"{NAME}.json", {
             "prerequisites": {"task1_autoencoder": ae_results["run_id"], "task4_few_shot": task4["run_id"]},
