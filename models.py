@@ -167,10 +167,6 @@ def save_checkpoint(path, modules: dict[str, nn.Module], run_id: str | None = No
         torch.save({"config": architecture(modules) | extra, "state_dict": state, "run_id": run_id}, f)
 
 
-def _first(keys: list[str], n: int = 3) -> str:
-    return ", ".join(keys[:n]) + (f" and {len(keys) - n} more" if len(keys) > n else "")
-
-
 def load_checkpoint(path, expect: dict | None = None, fix: str = "rerun the task that wrote it"):
     """(modules, checkpoint): the modules of a checkpoint rebuilt from its architecture record, on
     the CPU and in eval mode, and the raw checkpoint (its 'config' and 'run_id'). The keys of
@@ -208,18 +204,14 @@ def load_checkpoint(path, expect: dict | None = None, fix: str = "rerun the task
             module = BUILD[name](arch)
         except (TypeError, ValueError) as exc:
             raise fail(f"has a config that cannot build the {name} ({type(exc).__name__})") from None
-        expected = module.state_dict()
-        problems = [f"{what} {_first(keys)}" for what, keys in (
-            ("missing", [k for k in expected if k not in state]),
-            ("unexpected", [k for k in state if k not in expected]),
-            ("wrong shape for", [k for k in expected if k in state and (
-                not torch.is_tensor(state[k]) or state[k].shape != expected[k].shape)])) if keys]
-        if problems:
-            raise fail(f"has {name} weights that do not fit {type(module).__name__} ({', '.join(problems)})")
-        bad = [k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()]
+        try:
+            module.load_state_dict(state)
+        except (RuntimeError, TypeError, AttributeError) as exc:  # missing, unexpected or wrongly shaped weights
+            detail = "; ".join(line.strip().rstrip(". ") for line in str(exc).splitlines()[1:3])
+            raise fail(f"has {name} weights that do not fit {type(module).__name__} ({detail})") from None
+        bad = [k for k, v in module.state_dict().items() if v.is_floating_point() and not v.isfinite().all()]
         if bad:
-            raise fail(f"has non-finite {name} weights ({_first(bad)})")
-        module.load_state_dict(state)
+            raise fail(f"has non-finite {name} weights ({', '.join(bad[:3])})")
         modules[name] = module.eval()
     return modules, ckpt
 

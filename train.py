@@ -75,16 +75,12 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, objective: str,
 
 
 def make_optimizer(params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """AdamW over trainable parameters; `params` may be param groups with their own 'lr'."""
-    params = list(params)
-    if params and isinstance(params[0], dict):
-        groups = [g | {"params": [p for p in g["params"] if p.requires_grad]} for g in params]
-        groups = [g for g in groups if g["params"]]
-    else:
-        groups = [{"params": [p for p in params if p.requires_grad], "lr": lr}]
-    for g in groups:
-        g.setdefault("lr", lr)
-    return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+    """AdamW over the parameters that require grad; `params` may be param groups with their own 'lr'."""
+    groups = list(params)
+    if not groups or not isinstance(groups[0], dict):
+        groups = [{"params": groups}]
+    groups = [g | {"params": [p for p in g["params"] if p.requires_grad]} for g in groups]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, weight_decay=weight_decay)
 
 
 def fit(model: nn.Module, train: tuple, test: tuple, *, objective: str, epochs: int, batch_size: int,
