@@ -202,3 +202,26 @@ def equivariance(shifts: list[int], panels: dict[str, dict[str, list[float]]], p
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
     _save(fig, path, rect=(0, 0.09, 1, 1))
+
+
+def tuning(rows: list[dict], chosen: dict, path) -> None:
+    """The validation study: one panel per task, each setting's validation score against its training
+    seconds, the chosen setting ringed."""
+    groups = {"task1": "Task 1 AE", "task2": "Task 2 classifier", "task3": "Task 3 decoder",
+              "plain": "few-shot, plain", "augmented": "few-shot, augmented"}
+    fig, axes = plt.subplots(2, 3, figsize=(TEXT_WIDTH, 4.6))
+    for ax, (group, title) in zip(axes.flat, groups.items()):
+        mine = [r for r in rows if r["question"] == group]
+        key = next(k for k in ("val_l1", "val_accuracy", "val_accuracy_mean") if k in mine[0])
+        scale = 1 if key == "val_l1" else 100
+        ax.scatter([r["train_seconds"] for r in mine], [scale * r[key] for r in mine], s=12, color=COLORS(0),
+                   label="a setting")
+        pick = [r for r in mine if all(r["setting"].get(k) == v for k, v in chosen[group].items())]
+        ax.scatter([r["train_seconds"] for r in pick], [scale * r[key] for r in pick], s=70, facecolors="none",
+                   edgecolors=COLORS(3), linewidths=1.5, label="chosen")
+        ax.set(title=title, xlabel="training seconds", ylabel="validation L1" if key == "val_l1" else "val. accuracy %")
+        ax.grid(alpha=0.3)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    axes.flat[5].axis("off")
+    axes.flat[5].legend(handles, labels, loc="center", frameon=False)
+    _save(fig, path)

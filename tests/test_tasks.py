@@ -124,3 +124,21 @@ def test_recipe_selection_reads_validation_metrics_only():
     }
     best = select(recipes)
     assert best["recipe"] == "b" and best["selected_on"] == "validation" and best["test_accuracy_mean"] == 0.60
+
+
+def test_the_tuning_rule_reads_validation_only_and_prefers_the_faster_of_equals():
+    from tune import choose
+
+    rows = [  # test and validation rankings disagree; b and c are within 2 % of the best validation L1
+        {"setting": "a", "val_l1": 0.0300, "test_l1": 0.0200, "train_seconds": 10},
+        {"setting": "b", "val_l1": 0.0250, "test_l1": 0.0300, "train_seconds": 90},
+        {"setting": "c", "val_l1": 0.0254, "test_l1": 0.0310, "train_seconds": 40},
+        {"setting": "d", "val_l1": 0.0256, "test_l1": 0.0100, "train_seconds": 20},  # 2.4 %: outside
+    ]
+    assert choose(rows, "val_l1")["setting"] == "c"
+    accuracy = [{"setting": s, "val_accuracy": v, "test_accuracy": 1 - v, "train_seconds": t}
+                for s, v, t in (("a", 0.9950, 50), ("b", 0.9942, 20), ("c", 0.9938, 5))]
+    assert choose(accuracy, "val_accuracy")["setting"] == "b"  # within 0.1 points of the best, and faster
+    seeded = [{"setting": s, "val_accuracy_mean": m, "val_accuracy_se": se, "train_seconds": t}
+              for s, m, se, t in (("a", 0.90, 0.01, 100), ("b", 0.893, 0.02, 30), ("c", 0.885, 0.01, 1))]
+    assert choose(seeded, "val_accuracy_mean")["setting"] == "b"  # within one standard error of a's mean

@@ -1,0 +1,167 @@
+"""Validation study: the training settings of every task, chosen on the validation split.
+
+Every run trains on the training images 0..49999 (the few-shot runs on the images 0..99) and is
+scored on the validation images 50000..59999; the test set is not even loaded. The questions are
+asked in order, each with the settings chosen before it: Task 1's peak lr, the channel widths
+(both at a short budget) and the epochs; Task 2's lr, epochs and shift augmentation; Task 3's
+decoder epochs; the plain few-shot schedule (epochs x lr) and the augmented one (epochs x peak lr).
+
+The rule was fixed before the study ran and is written into its output: among the settings whose
+validation score is within the tolerance of the best, take the one with the fewest training
+seconds. Tolerances: 2 % of the best validation L1 (Tasks 1 and 3); 0.1 points of validation
+accuracy for Task 2 (about 1.4 binomial standard errors at 99.5 % on 10,000 images); for the
+few-shot schedules (3 seeds) one standard error of the best setting's mean.
+
+    python tasks/tune.py           # about 45 minutes on 2 cores: results/tuning.json, figures/tuning.png
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python tasks/...` from anywhere
+
+import torch
+from torch import nn
+
+import fewshot
+import plots
+from cli import base_parser
+from data import few_shot, load_mnist, random_shift, split_validation, subset
+from models import MLP, Decoder, Encoder
+from runs import open_run, run_main
+from train import fit, pick_device, seed_everything
+
+NAME = "tuning"
+RULE = ("among the settings whose validation score is within the tolerance of the best, the one with the fewest "
+        "training seconds; questions asked in order, each with the settings chosen before it")
+TOLERANCE = {"val_l1": ("relative", 0.02), "val_accuracy": ("absolute", 0.001), "val_accuracy_mean": ("seed SE", 1)}
+SEEDS = 3  # few-shot seeds per setting
+
+
+def choose(rows: list[dict], metric: str) -> dict:
+    """The rule, on validation metrics only: the cheapest row within the tolerance of the best."""
+    kind, tol = TOLERANCE[metric]
+    lower = metric == "val_l1"  # L1: lower is better; accuracy: higher
+    best = min(rows, key=lambda r: r[metric]) if lower else max(rows, key=lambda r: r[metric])
+    margin = {"relative": tol * best[metric], "absolute": tol}.get(kind) or tol * best.get("val_accuracy_se", 0.0)
+    near = [r for r in rows if (r[metric] <= best[metric] + margin if lower else r[metric] >= best[metric] - margin)]
+    return min(near, key=lambda r: r["train_seconds"])
+
+
+def main(argv=None):
+    p = base_parser(__doc__.splitlines()[0])
+    args = p.parse_args(argv)
+    device = pick_device(args.device)
+    with open_run(NAME, args) as run:
+        (x, y) = load_mnist(args.data_dir, train=True)  # the test set is never loaded
+        fit_part, val = split_validation(x, y)
+        if args.quick:
+            fit_part, val = subset(*fit_part, 1000), subset(*val, 300)
+        short = 1 if args.quick else 2
+        grid = {"task1.lr": (3e-3, 1e-2, 3e-2), "task1.channels": ((16, 32), (32, 64)), "task1.epochs": (2, 4, 8),
+                "task2.lr": (1e-3, 3e-3, 1e-2), "task2.epochs": (3, 6, 12), "task2.augment_shift": (0, 2),
+                "task3.epochs": (2, 4, 8), "plain.epochs": (15, 30, 60), "plain.lr": (3e-4, 1e-3, 3e-3),
+                "augmented.epochs": (50, 100, 150), "augmented.lr": (1e-3, 3e-3, 1e-2)}
+        if args.quick:
+            grid |= {"task1.epochs": (1, 2), "task2.epochs": (1, 2), "task3.epochs": (1, 2),
+                     "plain.epochs": (2, 4), "augmented.epochs": (2, 4)}
+        rows, chosen, models = [], {}, {}
+
+        def record(question: str, setting: dict, metric: str, history: list[dict], model=None, **extra) -> dict:
+            row = {"question": question, "setting": setting, metric: history[-1]["test_loss" if metric == "val_l1"
+                                                                               else "test_accuracy"],
+                   "train_seconds": history[-1]["seconds"], "seeds": [args.seed], **extra}
+            rows.append(row)
+            models[id(row)] = model
+            print(f"{question} {setting}: {metric} {row[metric]:.4f}, {row['train_seconds']:.0f} s")
+            return row
+
+        def ask(question: str, metric: str, candidates: list[dict]) -> dict:
+            pick = choose(candidates, metric)
+            key = question.split(".")[1]
+            chosen.setdefault(question.split(".")[0], {})[key] = pick["setting"][key]
+            print(f"chosen {question} = {pick['setting'][key]}")
+            return pick
+
+        # Task 1: the AE (mean L1), scored by the validation L1 of its reconstructions
+        def autoencoder(lr, channels, epochs):
+            setting = {"lr": lr, "channels": list(channels), "epochs": epochs}
+            for r in rows:
+                if r["question"].startswith("task1") and r["setting"] == setting:
+                    return r
+            g = seed_everything(args.seed)
+            model = nn.Sequential(Encoder(12, channels), Decoder(12, channels))
+            h = fit(model, fit_part, val, objective="l1", epochs=epochs, batch_size=128, lr=lr, device=device,
+                    generator=g, eval_every=epochs, label="task1 ")
+            return record("task1", setting, "val_l1", h)
+
+        lr1 = ask("task1.lr", "val_l1", [autoencoder(lr, (16, 32), short) for lr in grid["task1.lr"]])["setting"]["lr"]
+        ch = ask("task1.channels", "val_l1", [autoencoder(lr1, c, short) for c in grid["task1.channels"]])
+        ch = tuple(ch["setting"]["channels"])
+        ask("task1.epochs", "val_l1", [autoencoder(lr1, ch, e) for e in grid["task1.epochs"]])
+
+        # Task 2: the classifier (same encoder architecture + MLP), scored by validation accuracy
+        def classifier(lr, epochs, shift):
+            setting = {"lr": lr, "epochs": epochs, "augment_shift": shift}
+            for r in rows:
+                if r["question"].startswith("task2") and r["setting"] == setting:
+                    return r
+            g = seed_everything(args.seed)
+            model = nn.Sequential(Encoder(12, ch), MLP(12))
+            h = fit(model, fit_part, val, objective="ce", epochs=epochs, batch_size=128, lr=lr, device=device,
+                    generator=g, eval_every=epochs, augment=(lambda xb, gen: random_shift(xb, shift, gen)) if shift
+                    else None, label="task2 ")
+            return record("task2", setting, "val_accuracy", h, model=model)
+
+        lr2 = ask("task2.lr", "val_accuracy", [classifier(lr, grid["task2.epochs"][0], 2) for lr in grid["task2.lr"]])
+        lr2 = lr2["setting"]["lr"]
+        e2 = ask("task2.epochs", "val_accuracy", [classifier(lr2, e, 2) for e in grid["task2.epochs"]])["setting"]
+        clf = ask("task2.augment_shift", "val_accuracy", [classifier(lr2, e2["epochs"], s)
+                                                          for s in grid["task2.augment_shift"]])
+
+        # Task 3: a fresh decoder on the frozen encoder of the chosen classifier (lr: Task 1's)
+        encoder = models[id(clf)][0].requires_grad_(False).eval()
+        candidates = []
+        for e in grid["task3.epochs"]:
+            g = seed_everything(args.seed)
+            decoder = Decoder(12, ch)
+            h = fit(nn.Sequential(encoder, decoder), fit_part, val, objective="l1", epochs=e, batch_size=128, lr=lr1,
+                    device=device, generator=g, params=decoder.parameters(), frozen=(encoder,), eval_every=e,
+                    label="task3 ")
+            candidates.append(record("task3", {"epochs": e}, "val_l1", h))
+        ask("task3.epochs", "val_l1", candidates)
+
+        # The few-shot schedules (Task 4's set-up: from scratch, batch 10), 3 seeds each, scored by validation accuracy
+        train100 = few_shot(*(x, y))
+        for name, augment, schedule in (("plain", False, "constant"), ("augmented", True, "onecycle")):
+            candidates = []
+            for e in grid[f"{name}.epochs"]:
+                for lr in grid[f"{name}.lr"]:
+                    recipe = fewshot.Recipe(name, "scratch", augment=augment, epochs=e, lr=lr, schedule=schedule)
+                    accs, secs = [], []
+                    for seed in range(args.seed, args.seed + SEEDS):
+                        g = seed_everything(seed)
+                        h = fewshot.train_recipe(nn.Sequential(Encoder(12, ch), MLP(12)), recipe, (train100, None, val),
+                                                 device, g, curves=False, label=f"{name} ")  # "test" = validation here
+                        accs.append(h[-1]["test_accuracy"])
+                        secs.append(h[-1]["seconds"])
+                    acc = torch.tensor(accs, dtype=torch.float64)
+                    row = {"question": name, "setting": {"epochs": e, "lr": lr}, "val_accuracy_mean": acc.mean().item(),
+                           "val_accuracy_se": (acc.std() / len(acc) ** 0.5).item(), "val_accuracy_per_seed": accs,
+                           "train_seconds": sum(secs), "seeds": list(range(args.seed, args.seed + SEEDS))}
+                    rows.append(row)
+                    candidates.append(row)
+                    print(f"{name} {row['setting']}: val accuracy {100 * row['val_accuracy_mean']:.2f}%")
+            pick = choose(candidates, "val_accuracy_mean")
+            chosen[name] = dict(pick["setting"])
+            print(f"chosen {name} = {chosen[name]}")
+
+        plots.tuning(rows, chosen, run.path("figures", f"{NAME}.png"))
+        run.write_results(f"{NAME}.json", {
+            "rule": RULE, "tolerance": {k: {"kind": v[0], "value": v[1]} for k, v in TOLERANCE.items()},
+            "trained_on": f"training images 0..{len(fit_part[0]) - 1} (few-shot: 0..99)",
+            "scored_on": f"the {len(val[0])} validation images from {len(x) - len(x) // 6} on", "test_set": "not loaded",
+            "grid": {k: list(v) for k, v in grid.items()}, "rows": rows, "chosen": chosen, "config": vars(args)}, device)
+
+
+if __name__ == "__main__":
+    run_main(main, NAME)
