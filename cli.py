@@ -35,6 +35,13 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def settings_from(p: argparse.ArgumentParser, args, tuned: tuple[str, ...]) -> str:
+    """Where a run's training settings come from: the validation study (results/tuning.json, whose
+    choices are the defaults) unless a tuned flag was changed on the command line."""
+    changed = [f"--{k.replace('_', '-')}" for k in tuned if getattr(args, k) != p.get_default(k)]
+    return f"the command line ({', '.join(changed)})" if changed else "validation, results/tuning.json"
+
+
 def base_parser(description: str, *, epochs: int | None = None, batch_size: int = 128, lr: float = 1e-3):
     """The flags every task shares (training flags only if `epochs`); each help states its default."""
     p = Parser(description=description)

@@ -1,5 +1,10 @@
 """Theory Q2, measured: how shift-equivariant are our trained encoders (Tasks 1 and 2)?
 
+The exercise: "TI. Explain whether each of the following layers are time/space invariant or not:
+a) Additive constant b) Pointwise nonlinearity (such as ReLU) c) Strided pooling by a factor > 1
+d) As a result, is a CNN composed of all these operators (+convolution) time invariant?" The
+report answers it in theory; this script measures it on the trained encoders.
+
 Story: load both trained encoders (each trained first if missing) -> shift every test digit right
 by t = 0, 1, 2, 3, 4 and 8 pixels (zero fill) -> compare the 32x7x7 feature map before the FC
 layer with a shifted copy of the unshifted digit's map: for t a multiple of the stride product

@@ -1,5 +1,11 @@
 """Task 1: a convolutional autoencoder to a d = 12 latent, trained with mean L1 loss.
 
+The exercise: "Define a convolutional autoencoder to encode (and decode) the images into a small
+dimensional latent space (around d ~ 12). Explore the use of an FC layer at the coarsest level (i.e.
+in latent space) in order to gain a better reconstruction accuracy and reach the embedded dimension
+d. Report these tests (input vs. reconstructed images) and the scores obtained. [...] Use a mean L1
+error to define the reconstruction loss."
+
 Story: load MNIST -> train Encoder(FC to d) + Decoder on all 60,000 training images -> evaluate
 train/test L1 -> plot reconstructions and curves -> explore (a) FC vs conv-only at the coarsest
 level and (b) the latent size d, each exploration run trained on images 0..49999 and scored on
@@ -17,7 +23,7 @@ from torch import nn
 import plots
 from data import describe_validation, load_splits, split_validation
 from models import Decoder, Encoder, architecture, count_parameters, save_checkpoint
-from cli import base_parser, positive_int
+from cli import base_parser, positive_int, settings_from
 from runs import open_run, run_main
 from train import evaluate, fit, pick_device, seed_everything
 
@@ -26,13 +32,15 @@ SWEEP_DIMS = (2, 4, 8, 12, 16, 32)
 
 
 def parse_args(argv=None):
-    p = base_parser(__doc__.splitlines()[0], epochs=20, batch_size=128, lr=1e-2)
+    p = base_parser(__doc__.splitlines()[0], epochs=8, batch_size=128, lr=0.01)
     p.add_argument("--latent-dim", type=positive_int, default=12, help="latent size d (default: 12)")
     p.add_argument("--channels", type=positive_int, nargs=2, default=[16, 32],
                    help="conv channels at 14x14 and 7x7 (default: 16 32)")
-    p.add_argument("--explore-epochs", type=int, default=3,
-                   help="epochs of each exploration run (FC ablation, latent sweep); 0 skips it (default: 3)")
+    p.add_argument("--explore-epochs", type=int, default=2,
+                   help="epochs of each exploration run (FC ablation, latent sweep): the validation study's short "
+                        "budget; 0 skips it (default: 2)")
     args = p.parse_args(argv)
+    args.settings_from = settings_from(p, args, ("epochs", "lr", "channels"))
     if args.explore_epochs < 0:
         p.error("--explore-epochs must be >= 0")
     if args.quick:
@@ -44,11 +52,6 @@ def build(latent_dim: int, channels, fc: bool = True) -> nn.Sequential:
     return nn.Sequential(Encoder(latent_dim, channels, fc), Decoder(latent_dim, channels, fc))
 
 
-def sweep_checkpoint(d: int) -> str:
-    """File name of the latent sweep's AE with latent size d (read by Task 5's transfer-vs-d)."""
-    return f"{NAME}_sweep_d{d}.pt"
-
-
 def train_autoencoder(args, train, test, device, *, latent_dim, fc, epochs, label="", val=None):
     """Seed, build and train one AE; return (model, history, final metrics). With a validation
     split (the exploration runs), it is scored only after the last epoch."""
@@ -57,15 +60,9 @@ def train_autoencoder(args, train, test, device, *, latent_dim, fc, epochs, labe
     history = fit(model, train, test, objective="l1", epochs=epochs, batch_size=args.batch_size, lr=args.lr,
                   device=device, generator=generator, val=val, eval_every=epochs if val is not None else 1,
                   label=label)
-    final = {
-        "latent_dim": latent_dim,
-        "fc": fc,
-        "test_l1": history[-1]["test_loss"],
-        "train_l1": evaluate(model, *train, "l1", device)["loss"] if val is None else None,  # clean eval-mode pass
-        "train_seconds": history[-1]["seconds"],
-        "epochs": epochs,
-        "parameters": count_parameters(model),
-    }
+    final = {"latent_dim": latent_dim, "fc": fc, "test_l1": history[-1]["test_loss"],
+             "train_l1": evaluate(model, *train, "l1", device)["loss"] if val is None else None,  # clean eval pass
+             "train_seconds": history[-1]["seconds"], "epochs": epochs, "parameters": count_parameters(model)}
     if val is not None:
         final["val_l1"] = history[-1]["val_loss"]
     return model, history, final
@@ -79,7 +76,8 @@ def main(argv=None):
         # Data: loaded once, float32 in [0, 1]
         train, test = load_splits(args.data_dir, args.quick)
         config["validation"] = describe_validation(len(train[0])) | {
-            "used_for": "the exploration runs (FC ablation, latent sweep), trained on the images before it"}
+            "used_for": "choosing lr, widths and epochs (tasks/tune.py, results/tuning.json) and the exploration "
+                        "runs (FC ablation, latent sweep), trained on the images before it"}
 
         # Main model: Encoder with FC to d, Decoder; mean L1 loss; all 60,000 training images
         model, history, final = train_autoencoder(args, train, test, device, latent_dim=args.latent_dim,
@@ -108,7 +106,7 @@ def main(argv=None):
             for d in SWEEP_DIMS:
                 runs[("fc", d)] = train_autoencoder(args, fit_part, test, device, latent_dim=d, fc=True, epochs=e,
                                                     val=val, label=f"sweep d={d} ")
-                save_checkpoint(run.path("checkpoints", sweep_checkpoint(d)),
+                save_checkpoint(run.path("checkpoints", f"{NAME}_sweep_d{d}.pt"),  # read by Task 5
                                 {"encoder": runs[("fc", d)][0][0], "decoder": runs[("fc", d)][0][1]},
                                 run.run_id, epochs=e, trained_on=f"0..{len(fit_part[0]) - 1}")
             runs[("conv", 12)] = train_autoencoder(args, fit_part, test, device, latent_dim=12, fc=False, epochs=e,

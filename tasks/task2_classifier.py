@@ -1,7 +1,12 @@
 """Task 2: a classifier: Task 1's Encoder architecture + a two-layer MLP, cross-entropy loss.
 
-Story: load MNIST -> train Encoder + MLP on all 60,000 training images (random shifts of up to
-2 pixels as augmentation) -> evaluate train/test loss and accuracy -> plot the curves -> save
+The exercise: "Use the same architecture as the encoder in #1 in order to define a pre-classification
+feature extractor and combine it with a small two-layered MLP network to map the latent vector into
+a 10 classes prediction. Train this network to predict the digit classes using cross-entropy loss.
+Plot the training and test errors as well as accuracies."
+
+Story: load MNIST -> train Encoder + MLP on all 60,000 training images (with --augment-shift,
+random shifts as augmentation) -> evaluate train/test loss and accuracy -> plot the curves -> save
 checkpoint and results/task2_classifier.json.
 """
 import sys
@@ -13,7 +18,7 @@ from torch import nn
 
 import plots
 from data import describe_validation, load_splits, random_shift
-from cli import base_parser, positive_int
+from cli import base_parser, positive_int, settings_from
 from models import MLP, Encoder, architecture, count_parameters, save_checkpoint
 from runs import open_run, run_main
 from train import evaluate, fit, pick_device, seed_everything
@@ -22,7 +27,7 @@ NAME = "task2_classifier"
 
 
 def parse_args(argv=None):
-    p = base_parser(__doc__.splitlines()[0], epochs=20, batch_size=128, lr=3e-3)
+    p = base_parser(__doc__.splitlines()[0], epochs=6, batch_size=128, lr=0.01)
     p.add_argument("--latent-dim", type=positive_int, default=12, help="latent size d (default: 12)")
     p.add_argument("--channels", type=positive_int, nargs=2, default=[16, 32],
                    help="conv channels at 14x14 and 7x7 (default: 16 32)")
@@ -30,6 +35,7 @@ def parse_args(argv=None):
     p.add_argument("--augment-shift", type=int, choices=range(0, 5), default=2,
                    help="random translation of training images by up to this many pixels, 0 = off (default: 2)")
     args = p.parse_args(argv)
+    args.settings_from = settings_from(p, args, ("epochs", "lr", "channels", "augment_shift"))
     if args.quick:
         args.epochs = 1
     return args
@@ -66,7 +72,7 @@ def main(argv=None):
         save_checkpoint(run.path("checkpoints", f"{NAME}.pt"), modules, run.run_id)
         plots.history_curves(history, run.path("figures", f"{NAME}_curves.png"), "Task 2 classifier (cross-entropy)")
         config = vars(args) | {"validation": describe_validation(len(train[0])) | {
-            "used_for": "nothing: epochs, lr and augmentation come from the earlier sweep scored on the test set; "
+            "used_for": "choosing lr, epochs and the shift augmentation (tasks/tune.py, results/tuning.json); "
                         "the run trains on all training images"}}
         run.write_results(f"{NAME}.json", {"config": config, "architecture": architecture(modules),
                                            "history": history, "final": final}, device)

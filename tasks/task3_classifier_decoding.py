@@ -25,7 +25,7 @@ from torch import nn
 import plots
 from analysis import (STYLE_MEASURES, apply_batched, latent_geometry, pca_2d, per_class, style_measures, style_r2,
                       within_class_pixel_std)
-from cli import base_parser
+from cli import base_parser, settings_from
 from data import describe_validation, load_splits
 from models import Decoder, save_checkpoint
 from runs import open_run, prerequisite, run_main
@@ -35,7 +35,9 @@ NAME = "task3_classifier_decoding"
 
 
 def parse_args(argv=None):
-    args = base_parser(__doc__.splitlines()[0], epochs=8, batch_size=128, lr=1e-2).parse_args(argv)
+    p = base_parser(__doc__.splitlines()[0], epochs=8, batch_size=128, lr=0.01)
+    args = p.parse_args(argv)
+    args.settings_from = settings_from(p, args, ("epochs", "lr"))
     if args.quick:
         args.epochs = 1
     return args
@@ -133,7 +135,7 @@ def main(argv=None):
                    [m.replace("_", "\n") for m in STYLE_MEASURES], run.path("figures", f"{NAME}_style_r2.png"),
                    "held-out R²", fmt="{:.2f}")
         config = vars(args) | {"validation": describe_validation(len(x_tr)) | {
-            "used_for": "nothing: the decoder's epochs and lr come from the earlier sweep scored on the test set"}}
+            "used_for": "choosing the decoder's epochs (tasks/tune.py, results/tuning.json)"}}
         run.write_results(f"{NAME}.json", {"prerequisites": {"task1_autoencoder": ae_results["run_id"],
                                                              "task2_classifier": clf_results["run_id"]},
                                            "config": config, "architecture": clf_results["architecture"],

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python t
 
 import fewshot
 import plots
-from cli import base_parser
+from cli import base_parser, settings_from
 from data import FEW_SHOT_SIZE
 from models import load_checkpoint
 from runs import UserError, open_run, out_root, prerequisite, run_main
@@ -30,9 +30,10 @@ NAME = "task5_transfer_learning"
 
 
 def parse_args(argv=None):
-    p = base_parser(__doc__.splitlines()[0], epochs=30, batch_size=10, lr=1e-3)  # Task 4's plain schedule
+    p = base_parser(__doc__.splitlines()[0], epochs=fewshot.PLAIN["epochs"], batch_size=10, lr=fewshot.PLAIN["lr"])
     fewshot.add_flags(p)
     args = p.parse_args(argv)
+    args.settings_from = settings_from(p, args, ("epochs", "lr", "recipe_epochs_scale"))
     if args.epochs < 2:
         p.error("--epochs must be >= 2: the two-stage recipe trains the MLP alone first, then everything")
     return fewshot.check_args(p, args)

@@ -52,7 +52,9 @@ def test_task4_records_seeds_recipes_and_the_validation_choice(chain):
     final = res["final"]
     assert len(final["per_seed"]) == len(res["histories"]) == 2
     assert {"test_accuracy_mean", "test_accuracy_std", "test_loss_mean", "val_accuracy_mean"} <= final.keys()
-    assert set(final["recipes"]) == {"plain", "augmented"}
+    assert set(final["recipes"]) == {"plain", "augmented", "schedule only"}
+    long = res["recipe_histories"]["schedule only"][0]  # evaluated several times, not only after the last epoch
+    assert len(long) > 1 and long[-1]["epoch"] == final["recipes"]["schedule only"]["recipe"]["epochs"]
     assert final["best"]["selected_on"] == "validation" and final["best"]["recipe"] in final["recipes"]
     assert all("seconds" in r for r in res["histories"][0])
 
@@ -142,3 +144,32 @@ def test_the_tuning_rule_reads_validation_only_and_prefers_the_faster_of_equals(
     seeded = [{"setting": s, "val_accuracy_mean": m, "val_accuracy_se": se, "train_seconds": t}
               for s, m, se, t in (("a", 0.90, 0.01, 100), ("b", 0.893, 0.02, 30), ("c", 0.885, 0.01, 1))]
     assert choose(seeded, "val_accuracy_mean")["setting"] == "b"  # within one standard error of a's mean
+
+
+def test_the_tasks_defaults_are_the_settings_the_validation_study_chose():
+    import pytest
+
+    import fewshot
+    import task1_autoencoder
+    import task2_classifier
+    import task3_classifier_decoding
+    import task4_few_shot
+    import task5_transfer_learning
+
+    path = REPO / "results" / "tuning.json"
+    if not path.exists():
+        pytest.skip("the validation study's results are not committed yet")
+    chosen = json.loads(path.read_text())["chosen"]
+    a1, a2, a3 = task1_autoencoder.parse_args([]), task2_classifier.parse_args([]), task3_classifier_decoding.parse_args([])
+    assert (a1.lr, a1.epochs, a1.channels) == (chosen["task1"]["lr"], chosen["task1"]["epochs"], chosen["task1"]["channels"])
+    assert (a2.lr, a2.epochs, a2.augment_shift, a2.channels) == (chosen["task2"]["lr"], chosen["task2"]["epochs"],
+                                                                 chosen["task2"]["augment_shift"], a1.channels)
+    assert (a3.epochs, a3.lr) == (chosen["task3"]["epochs"], chosen["task1"]["lr"])  # the decoder trains as in Task 1
+    for task in (task4_few_shot, task5_transfer_learning):
+        args = task.parse_args([])
+        assert (args.epochs, args.lr) == (chosen["plain"]["epochs"], chosen["plain"]["lr"])
+    assert (fewshot.PLAIN["epochs"], fewshot.PLAIN["lr"]) == (chosen["plain"]["epochs"], chosen["plain"]["lr"])
+    assert (fewshot.AUGMENTED["epochs"], fewshot.AUGMENTED["lr"]) == (chosen["augmented"]["epochs"],
+                                                                      chosen["augmented"]["lr"])
+    assert Encoder().channels == tuple(a1.channels)  # models.py's defaults are what the tasks train
+    assert {a.settings_from for a in (a1, a2, a3)} == {"validation, results/tuning.json"}
