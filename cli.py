@@ -39,6 +39,7 @@ def settings_from(p: argparse.ArgumentParser, args, tuned: tuple[str, ...]) -> s
     """Where a run's training settings come from: the validation study (results/tuning.json, whose
     choices are the defaults) unless a tuned flag was changed on the command line."""
     changed = [f"--{k.replace('_', '-')}" for k in tuned if getattr(args, k) != p.get_default(k)]
+    changed += ["--quick"] if getattr(args, "quick", False) else []  # a smoke run shortens the schedules
     return f"the command line ({', '.join(changed)})" if changed else "validation, results/tuning.json"
 
 
