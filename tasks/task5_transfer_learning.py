@@ -109,7 +109,7 @@ def main(argv=None):
         both = task4["final"]["recipes"] | recipes  # Task 4's recipes first, then Task 5's
         plots.bars({split: [100 * r[f"{key}_accuracy_mean"] for r in both.values()]
                     for split, key in (("test", "test"), ("validation", "val"))},
-                   [n.replace(", ", ",\n").replace("frozen encoder", "frozen\nencoder") for n in both],
+                   [n.replace(", ", ",\n").replace("frozen encoder", "frozen\nencoder").replace(" only", "\nonly") for n in both],
                    run.path("figures", f"{NAME}_recipes.png"), "accuracy % (mean over seeds)", fmt="{:.1f}",
                    errors={split: [100 * r[f"{key}_accuracy_std"] for r in both.values()]
                            for split, key in (("test", "test"), ("validation", "val"))})
