@@ -6,9 +6,10 @@ of ex2.pdf), so every font size below is the printed size: nothing is smaller th
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no window
+import matplotlib.patheffects as pe
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 TEXT_WIDTH = 6.5  # inches: A4 with 2.2 cm margins, where ex2.typ places the figures at 100%
 COLORS = plt.get_cmap("tab10")
@@ -30,46 +31,60 @@ def _epoch_axis(ax) -> None:
 
 
 def history_curves(history: list[dict], path, title: str) -> None:
-    """Train and test loss per epoch (linear axis), and the error % on a log axis if the history has
-    accuracies (the error falls from a few % to a fraction of 1 %, which a linear axis flattens)."""
+    """Train and test loss per epoch, and the error % if the history has accuracies, both on log
+    axes (the first epoch's values would squash the later ones on a linear axis)."""
     has_acc = "test_accuracy" in history[0]
     fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(TEXT_WIDTH if has_acc else 4.2, 2.6), squeeze=False)
     epochs = [r["epoch"] for r in history]
     ax = axes[0, 0]
     ax.plot(epochs, [r["train_loss"] for r in history], "o-", ms=3, label="train")
     ax.plot(epochs, [r["test_loss"] for r in history], "s-", ms=3, label="test")
-    ax.set(xlabel="epoch", ylabel="loss", title=f"{title}: loss")
+    ax.set(xlabel="epoch", ylabel="loss (log scale)", yscale="log", title=f"{title}: loss")
     if has_acc:
         ax = axes[0, 1]
         ax.plot(epochs, [100 * (1 - r["train_accuracy"]) for r in history], "o-", ms=3, label="train")
         ax.plot(epochs, [100 * (1 - r["test_accuracy"]) for r in history], "s-", ms=3, label="test")
-        ax.set(xlabel="epoch", ylabel="error % (log scale)", yscale="log", title="error = 100 - accuracy %")
-        last = history[-1]
-        ax.annotate(f"test accuracy {100 * last['test_accuracy']:.2f}%", (last["epoch"], 100 * (1 - last["test_accuracy"])),
-                    textcoords="offset points", xytext=(-110, 14), fontsize=8)
-    for ax in axes[0]:
+        ax.set(xlabel="epoch", ylabel="error % (log scale)", yscale="log",
+               title=f"error % (final test accuracy {100 * history[-1]['test_accuracy']:.2f}%)")
+    for ax in axes[0]:  # log ticks at 1, 2, 3, 5 x 10^k, written as plain numbers
+        ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 3, 5)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
         ax.legend()
         ax.grid(alpha=0.3, which="both")
         _epoch_axis(ax)
     _save(fig, path)
 
 
-def digit_grid(rows: dict[str, "np.ndarray"], path, per_row: int = 15, title: str | None = None) -> None:
+def digit_grid(rows: dict[str, "np.ndarray"], path, per_row: int = 15, title: str | None = None,
+               numbered: bool = False) -> None:
     """Blocks of labelled rows of 28x28 digits: block b shows digits b*per_row ... of every entry of
-    `rows`, one row per entry, each row one image (white gaps between digits). At full text width
-    each digit is (TEXT_WIDTH - 1.1) / per_row inches wide (9 mm for 15 per row)."""
+    `rows`, one row per entry, each row one image (white gaps between digits); numbered puts the
+    digit's number (1, 2, ...) above each column of a block. At full text width each digit is
+    (TEXT_WIDTH - 1.1) / per_row inches wide (9 mm for 15 per row)."""
     rows = {k: np.asarray(v).reshape(-1, 28, 28) for k, v in rows.items()}
     n = len(next(iter(rows.values())))
     blocks = [(label, imgs[start:start + per_row]) for start in range(0, n, per_row) for label, imgs in rows.items()]
     cell = (TEXT_WIDTH - 1.1) / per_row
-    fig, axes = plt.subplots(len(blocks), 1, figsize=(TEXT_WIDTH, len(blocks) * cell * 1.04 + (0.3 if title else 0)),
-                             squeeze=False, gridspec_kw={"hspace": 0.06})
-    for ax, (label, imgs) in zip(axes[:, 0], blocks):
+    gap = 0.2 / cell if numbered else 0.0  # a spacer row before each block, as high as its numbers
+    kinds = [kind for i in range(len(blocks)) for kind in ((["gap"] if numbered and i % len(rows) == 0 else []) + [i])]
+    ratios = [gap if k == "gap" else 1.0 for k in kinds]
+    fig, axes = plt.subplots(len(kinds), 1, figsize=(TEXT_WIDTH, sum(ratios) * cell * 1.04 + (0.3 if title else 0)),
+                             squeeze=False, gridspec_kw={"hspace": 0.06, "height_ratios": ratios})
+    for ax in (ax for ax, k in zip(axes[:, 0], kinds) if k == "gap"):
+        ax.axis("off")
+    for i, (ax, (label, imgs)) in enumerate(zip((ax for ax, k in zip(axes[:, 0], kinds) if k != "gap"), blocks)):
         strip = np.ones((28, per_row * 29 - 1))
         for c, img in enumerate(imgs):
             strip[:, c * 29:c * 29 + 28] = img
         ax.imshow(strip, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_xticks([])
+        first = (i // len(rows)) * per_row
+        if numbered and i % len(rows) == 0:  # the block's first row carries the digits' numbers
+            ax.xaxis.tick_top()
+            ax.set_xticks([c * 29 + 13.5 for c in range(len(imgs))], [str(first + c + 1) for c in range(len(imgs))])
+            ax.tick_params(axis="x", length=0, pad=1, labelsize=8)
+        else:
+            ax.set_xticks([])
         ax.set_yticks([])
         for spine in ax.spines.values():
             spine.set_visible(False)
@@ -82,8 +97,10 @@ def digit_grid(rows: dict[str, "np.ndarray"], path, per_row: int = 15, title: st
 
 
 def bars(groups: dict[str, list[float]], labels: list[str], path, ylabel: str, title: str | None = None,
-         fmt: str = "{:.4f}", width_in: float = TEXT_WIDTH, errors: dict[str, list[float]] | None = None) -> None:
-    """Grouped bar chart: one bar per (label, group); values written on the bars if there are few."""
+         fmt: str = "{:.4f}", width_in: float = TEXT_WIDTH, errors: dict[str, list[float]] | None = None,
+         xlabel: str | None = None) -> None:
+    """Grouped bar chart: one bar per (label, group); values written on the bars if there are few;
+    the legend above the axes, clear of the bars."""
     x = np.arange(len(labels))
     width = 0.8 / len(groups)
     fig, ax = plt.subplots(figsize=(width_in, 2.7))
@@ -93,11 +110,11 @@ def bars(groups: dict[str, list[float]], labels: list[str], path, ylabel: str, t
         if len(labels) * len(groups) <= 16:
             ax.bar_label(b, [fmt.format(v) for v in values], fontsize=8, padding=2)
     ax.set_xticks(x, labels)
-    ax.set(ylabel=ylabel)
+    ax.set(ylabel=ylabel, xlabel=xlabel)
     if title:
-        ax.set_title(title)
+        ax.set_title(title, pad=18 if len(groups) > 1 else 6)
     if len(groups) > 1:
-        ax.legend()
+        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(groups), frameon=False)
     ax.margins(y=0.15)
     ax.grid(alpha=0.3, axis="y")
     _save(fig, path)
@@ -106,18 +123,21 @@ def bars(groups: dict[str, list[float]], labels: list[str], path, ylabel: str, t
 def xy_curve(x: list, series: dict[str, list[float]], path, xlabel: str, ylabel: str, title: str,
              logx: bool = False, errors: dict[str, list[float]] | None = None, fmt: str = "{:.3f}",
              width_in: float = 4.2) -> None:
-    """One or more y(x) lines with markers and the values written beside them (e.g. L1 against d)."""
+    """One or more y(x) lines with markers and the values written beside them (e.g. L1 against d):
+    above the marker, or right of it where an error bar takes the space above."""
     fig, ax = plt.subplots(figsize=(width_in, 2.8))
     for name, y in series.items():
-        ax.errorbar(x, y, yerr=(errors or {}).get(name), fmt="o-", ms=4, capsize=3, label=name)
+        yerr = (errors or {}).get(name)
+        ax.errorbar(x, y, yerr=yerr, fmt="o-", ms=4, capsize=3, label=name)
         for xi, yi in zip(x, y):
-            ax.annotate(fmt.format(yi), (xi, yi), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8)
+            where = dict(xytext=(5, -9), ha="left") if yerr else dict(xytext=(4, 5), ha="left")
+            ax.annotate(fmt.format(yi), (xi, yi), textcoords="offset points", fontsize=8, **where)
     if logx:  # the sizes are powers of two: a log2 axis spaces them evenly, labelled with the sizes
         ax.set_xscale("log", base=2)
         ax.set_xticks(x, [str(v) for v in x])
         ax.minorticks_off()
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
-    ax.margins(y=0.15)
+    ax.margins(x=0.12, y=0.15)
     if len(series) > 1:
         ax.legend()
     ax.grid(alpha=0.3)
@@ -127,7 +147,7 @@ def xy_curve(x: list, series: dict[str, list[float]], path, xlabel: str, ylabel:
 def mean_band(runs: dict[str, list[list[dict]]], path, title: str, x_key: str = "epoch") -> None:
     """For each experiment (a list of per-seed histories): mean curve and min-max band of the loss
     and the accuracy (linear axes), train dashed and test solid, against `x_key` (epoch or
-    training seconds). The lowest mean test loss of each experiment is marked."""
+    training seconds). The lowest mean test loss of each experiment is marked, its value in the legend."""
     fig, axes = plt.subplots(1, 2, figsize=(TEXT_WIDTH, 2.9))
     for i, (name, histories) in enumerate(runs.items()):
         color = COLORS(i)
@@ -135,13 +155,13 @@ def mean_band(runs: dict[str, list[list[dict]]], path, title: str, x_key: str = 
         for ax, metric, scale in ((axes[0], "loss", 1), (axes[1], "accuracy", 100)):
             for split, style in (("train", "--"), ("test", "-")):
                 y = scale * np.array([[r[f"{split}_{metric}"] for r in h] for h in histories])
-                ax.plot(x, y.mean(0), style, color=color, label=f"{name}, {split}")
+                lowest = y.mean(0).min()
+                label = f"{name}, {split}" + (f" (lowest {lowest:.3f})" if split == "test" else "")
+                ax.plot(x, y.mean(0), style, color=color, label=label)
                 ax.fill_between(x, y.min(0), y.max(0), color=color, alpha=0.15 if split == "test" else 0.07, lw=0)
                 if metric == "loss" and split == "test":
                     k = int(y.mean(0).argmin())
                     ax.plot(x[k], y.mean(0)[k], "v", color=color, ms=7, mec="black")
-                    ax.annotate(f"lowest {y.mean(0)[k]:.3f}", (x[k], y.mean(0)[k]), textcoords="offset points",
-                                xytext=(0, -14), ha="center", fontsize=8, color=color)
     xlabel = "training time (s)" if x_key == "seconds" else x_key
     axes[0].set(xlabel=xlabel, ylabel="cross-entropy loss", title="loss (▼ lowest mean test loss)")
     axes[1].set(xlabel=xlabel, ylabel="accuracy %", title="accuracy")
@@ -176,12 +196,18 @@ def loss_curves(histories: dict[str, list[dict]], path, ylabel: str, reference: 
 
 
 def latent_scatter(panels: dict[str, tuple["np.ndarray", "np.ndarray"]], path, title: str) -> None:
-    """Side-by-side 2-D scatter plots (e.g. PCA of latent codes), points coloured by digit."""
+    """Side-by-side 2-D scatter plots (e.g. PCA of latent codes), points coloured by digit and drawn
+    in a random order (no class hides under another), each class's mean labelled with its digit."""
     fig, axes = plt.subplots(1, len(panels), figsize=(TEXT_WIDTH, 3.3), squeeze=False)
     for ax, (name, (xy, labels)) in zip(axes[0], panels.items()):
+        order = np.random.default_rng(0).permutation(len(labels))
+        ax.scatter(xy[order, 0], xy[order, 1], s=2, alpha=0.4, c=[COLORS(d) for d in labels[order]], rasterized=True)
         for digit in range(10):
-            sel = labels == digit
-            ax.scatter(xy[sel, 0], xy[sel, 1], s=2, alpha=0.4, color=COLORS(digit), label=str(digit), rasterized=True)
+            ax.scatter([], [], s=2, color=COLORS(digit), label=str(digit))  # legend entries
+            if (labels == digit).any():
+                cx, cy = xy[labels == digit].mean(0)
+                ax.text(cx, cy, str(digit), fontsize=10, weight="bold", ha="center", va="center", color=COLORS(digit),
+                        path_effects=[pe.withStroke(linewidth=2.5, foreground="white")])
         ax.set(title=name, xlabel="PC 1", ylabel="PC 2")
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center right", markerscale=5, title="digit")

@@ -55,7 +55,7 @@ def objective_loss(objective: str, output: torch.Tensor, x: torch.Tensor, y: tor
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, objective: str,
-             device: torch.device, batch_size: int = 500) -> dict:
+             device: torch.device, batch_size: int = 200) -> dict:
     """Mean loss (and accuracy for 'ce') over (x, y) in eval mode."""
     was_training = model.training
     model.eval()

@@ -45,20 +45,34 @@ def shift_right(x: torch.Tensor, t: int) -> torch.Tensor:
     return out
 
 
-def overlap_error(f_shifted: torch.Tensor, f: torch.Tensor, k: int, interior: bool = False) -> float:
+def unpadded_cells(encoder, size: int = 28) -> range:
+    """The indices (along one axis) of the encoder's coarsest map whose receptive field reads no
+    padded cell at any convolution: there the finite-grid map equals the infinite-grid one. For
+    3x3 convolutions with padding 1 and strides 1, 2, 1, 2 on 28 pixels: cells 2..5 of 0..6."""
+    ok = [True] * size
+    for conv in (m for m in encoder.features.modules() if isinstance(m, torch.nn.Conv2d)):
+        (k,), (s,), (p,) = conv.kernel_size[:1], conv.stride[:1], conv.padding[:1]
+        n_out = (len(ok) + 2 * p - k) // s + 1
+        ok = [all(0 <= o * s - p + i < len(ok) and ok[o * s - p + i] for i in range(k)) for o in range(n_out)]
+    inside = [i for i, good in enumerate(ok) if good]
+    return range(inside[0], inside[-1] + 1)
+
+
+def overlap_error(f_shifted: torch.Tensor, f: torch.Tensor, k: int, cells: range | None = None) -> float:
     """Relative L2 error between F(shifted x) and F(x) shifted right by k cells, over the cells both
-    define (columns k..W-1 of F(shifted x)); with interior, only over cells off the outer ring of
-    both maps."""
+    define (columns k..W-1 of F(shifted x)); with `cells`, only over the cells that lie in `cells`
+    along both axes in both maps (len(cells) rows, len(cells) - k columns)."""
     h, w = f.shape[-2:]
-    (r0, r1), (c0, c1) = ((1, h - 1), (max(1, k + 1), w - 1)) if interior else ((0, h), (k, w))
+    (r0, r1), (c0, c1) = ((cells.start, cells.stop), (cells.start + k, cells.stop)) if cells else ((0, h), (k, w))
     a, b = f_shifted[..., r0:r1, c0:c1], f[..., r0:r1, c0 - k:c1 - k]
-    return ((a - b).norm() / b.norm()).item()
+    return ((a - b).norm() / b.norm()).item() if a.numel() else float("nan")
 
 
 def measure(encoder, classify, x: torch.Tensor, y: torch.Tensor, device) -> dict:
     """Feature-map equivariance error (the coarsest map, before the FC layer), code change and
     accuracy for every shift in SHIFTS."""
     f0, z0 = apply_batched(encoder.features, x, device), apply_batched(encoder, x, device)
+    cells = unpadded_cells(encoder)
     rows = []
     for t in SHIFTS:
         xt = shift_right(x, t)
@@ -74,7 +88,8 @@ def measure(encoder, classify, x: torch.Tensor, y: torch.Tensor, device) -> dict
             "multiple_of_stride_product": t % STRIDE_PRODUCT == 0,
             "map_shift_cells": k,
             "feature_map_relative_error": errors[k],
-            "feature_map_relative_error_interior": overlap_error(ft, f0, k, interior=True),
+            "feature_map_relative_error_interior": overlap_error(ft, f0, k, cells),
+            "interior_cells": len(cells) * max(0, len(cells) - k),
             "code_relative_change": ((zt - z0).norm(dim=1) / z0.norm(dim=1)).mean().item(),
             "accuracy": (classify(zt) == y).float().mean().item(),
         })
@@ -120,7 +135,8 @@ def main(argv=None):
             "prerequisites": {"task1_autoencoder": ae_results["run_id"], "task2_classifier": clf_results["run_id"]},
             "config": vars(args) | {"validation": describe_validation(len(x_tr)) | {"used_for": "nothing (no training)"},
                                     "shifts": list(SHIFTS), "direction": "right, zero fill",
-                                    "stride_product": STRIDE_PRODUCT, "images": "the test set"},
+                                    "stride_product": STRIDE_PRODUCT, "images": "the test set",
+                                    "interior": "the cells of the 7x7 map whose receptive field reads no padding"},
             "final": results}, device)
 
 

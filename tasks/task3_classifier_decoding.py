@@ -115,11 +115,11 @@ def main(argv=None):
         show = torch.cat([torch.nonzero(y_te == c).flatten()[:6] for c in range(10)])
         plots.digit_grid({"input": x_te[show], "AE (Task 1)": recon["autoencoder"][show],
                           "classifier enc.\n+ decoder": recon["classifier_decoder"][show]},
-                         run.path("figures", f"{NAME}_digits.png"), per_row=15)
+                         run.path("figures", f"{NAME}_digits.png"), per_row=15, numbered=True)
         plots.bars({"autoencoder (Task 1)": final["per_class_test_l1"]["autoencoder"],
                     "classifier encoder + decoder": final["per_class_test_l1"]["classifier_decoder"]},
                    [str(c) for c in range(10)], run.path("figures", f"{NAME}_per_class_l1.png"),
-                   "test mean L1", "Per-class test L1 of the two reconstructions")
+                   "test mean L1", "Per-class test L1 of the two reconstructions", xlabel="digit class")
         ratio = {k: final["latent"][k]["separation_to_spread_ratio"] for k in codes}
         plots.latent_scatter({f"Task 1 autoencoder (ratio {ratio['autoencoder']:.2f})":
                               (pca_2d(codes["autoencoder"][1]).numpy(), y_te.numpy()),

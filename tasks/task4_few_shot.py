@@ -47,7 +47,6 @@ def main(argv=None):
         print(f"chosen on validation: {best['recipe']} (test accuracy {100 * best['test_accuracy_mean']:.2f}%)")
 
         title = f"Task 4: 100 labelled images, random initialisation, {args.seeds} seeds (mean, min-max band)"
-        plots.mean_band({"from scratch": histories["plain"]}, run.path("figures", f"{NAME}_curves_epochs.png"), title)
         plots.mean_band({"from scratch": histories["plain"]}, run.path("figures", f"{NAME}_curves.png"), title,
                         x_key="seconds")
         final = recipes["plain"] | {"recipes": recipes, "best": best,

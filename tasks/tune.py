@@ -146,7 +146,7 @@ def main(argv=None):
                     for seed in range(args.seed, args.seed + SEEDS):
                         g = seed_everything(seed)
                         h = fewshot.train_recipe(nn.Sequential(Encoder(12, ch), MLP(12)), recipe, (train100, None, val),
-                                                 device, g, curves=False, label=f"{name} ")  # "test" = validation here
+                                                 device, g, label=f"{name} ")  # "test" = validation here
                         accs.append(h[-1]["test_accuracy"])
                         secs.append(h[-1]["seconds"])
                     acc = torch.tensor(accs, dtype=torch.float64)

@@ -106,8 +106,26 @@ def test_q2_overlap_error_of_an_exactly_shifted_map():
     shifted = torch.zeros_like(f)
     shifted[..., 1:] = f[..., :-1]  # f moved right by one cell
     assert q2_equivariance.overlap_error(shifted, f, 1) == 0.0
-    assert q2_equivariance.overlap_error(shifted, f, 1, interior=True) == 0.0
+    assert q2_equivariance.overlap_error(shifted, f, 1, range(2, 6)) == 0.0
     assert q2_equivariance.overlap_error(f, f, 1) > 0.1  # no shift, compared with a shift: not equivariant
+
+
+def test_q2_interior_is_the_cells_no_padding_reaches_and_is_exactly_equivariant_there():
+    import q2_equivariance
+
+    encoder = fewshot.Encoder().eval()
+    assert q2_equivariance.unpadded_cells(encoder) == range(2, 6)  # by hand: receptive fields of 3x3 convs, strides 1,2,1,2
+    with torch.no_grad():  # a non-zero background after BatchNorm + ReLU, so the zero padding differs from it
+        for m in encoder.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.bias.fill_(0.5)
+    x = torch.zeros(3, 1, 28, 28)
+    x[:, :, 6:22, 4:20] = torch.rand(3, 1, 16, 16)  # 8 empty columns on the right: a shift by 4 loses nothing
+    with torch.no_grad():
+        f, f4 = encoder.features(x), encoder.features(q2_equivariance.shift_right(x, 4))
+    assert q2_equivariance.overlap_error(f4, f, 1, range(2, 6)) < 1e-6  # exact off the padded cells
+    assert q2_equivariance.overlap_error(f4, f, 1) > 1e-3  # the padded ring breaks it
+    assert q2_equivariance.overlap_error(f4, f, 1, range(1, 6)) > 1e-3  # ring 1 is reached by the padding too
 
 
 # ----------------------------------------------------------------------------- what the recipes train with
@@ -133,7 +151,7 @@ def _train_recipe(recipe, monkeypatch):
     model = nn.Sequential(fewshot.Encoder(4, (4, 8)), fewshot.MLP(4, 8))
     model[0].register_forward_pre_hook(lambda m, args: inputs.append(args[0].clone()) if m.training else None)
     fewshot.train_recipe(model, recipe, (data, data, data), torch.device("cpu"), torch.Generator().manual_seed(0),
-                         curves=False, label="")
+                         label="")
     return torch.cat(inputs) - x[0], lrs, augments  # each training input minus the (one) planted image
 
 
