@@ -19,11 +19,12 @@ The decoder mirrors the encoder with 4x4 transposed convolutions (stride 2, no c
 overlap problem since 4 is divisible by 2) and ends in a sigmoid so that its output lies in
 [0, 1] like the pixels.
 
-Why an FC layer at the coarsest level: a 32x7x7 map is far from d = 12 numbers, and reaching
-12 with convolutions alone needs more strided layers (7 -> 4 -> 2, a 3x2x2 code) whose every
-latent number sees only a part of the digit. The FC layer lets each of the d numbers depend on
-the whole digit, which is what a 12-number summary needs. ``Encoder(fc=False)`` is that
-conv-only variant (d must then be a multiple of 4), kept for the comparison in Task 1.
+Why an FC layer at the coarsest level: a 32x7x7 map is far from d = 12 numbers. Reaching 12
+with convolutions alone needs two more strided layers (7 -> 4 -> 2, a 3x2x2 code): the same three
+filters read at four places (each cell's receptive field, 37x37 pixels, already covers most of
+the digit). The FC layer instead gives each of the d numbers its own weights over the whole map.
+``Encoder(fc=False)`` is that conv-only variant (d must then be a multiple of 4), kept for the
+comparison in Task 1.
 
 ``load_pretrained(path)`` rebuilds the trained modules of a checkpoint (e.g. in a notebook);
 ``save_checkpoint`` / ``load_checkpoint`` are the tasks' writer and checked reader.

@@ -123,15 +123,14 @@ def bars(groups: dict[str, list[float]], labels: list[str], path, ylabel: str, t
 def xy_curve(x: list, series: dict[str, list[float]], path, xlabel: str, ylabel: str, title: str,
              logx: bool = False, errors: dict[str, list[float]] | None = None, fmt: str = "{:.3f}",
              width_in: float = 4.2) -> None:
-    """One or more y(x) lines with markers and the values written beside them (e.g. L1 against d):
-    above the marker, or right of it where an error bar takes the space above."""
+    """One or more y(x) lines with markers: with error bars, or else with the values written above
+    and right of the markers (e.g. L1 against d)."""
     fig, ax = plt.subplots(figsize=(width_in, 2.8))
     for name, y in series.items():
         yerr = (errors or {}).get(name)
         ax.errorbar(x, y, yerr=yerr, fmt="o-", ms=4, capsize=3, label=name)
-        for xi, yi in zip(x, y):
-            where = dict(xytext=(5, -9), ha="left") if yerr else dict(xytext=(4, 5), ha="left")
-            ax.annotate(fmt.format(yi), (xi, yi), textcoords="offset points", fontsize=8, **where)
+        for xi, yi in zip(x, y) if yerr is None else ():  # a label would sit on an error bar or a line
+            ax.annotate(fmt.format(yi), (xi, yi), textcoords="offset points", fontsize=8, xytext=(4, 5), ha="left")
     if logx:  # the sizes are powers of two: a log2 axis spaces them evenly, labelled with the sizes
         ax.set_xscale("log", base=2)
         ax.set_xticks(x, [str(v) for v in x])

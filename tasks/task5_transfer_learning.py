@@ -116,7 +116,7 @@ def main(argv=None):
             plots.xy_curve([r["latent_dim"] for r in by_d], {"test": [100 * r["test_accuracy_mean"] for r in by_d]},
                            run.path("figures", f"{NAME}_vs_latent_dim.png"), "latent size d of the AE",
                            "test accuracy %", "Frozen AE encoder + MLP on 100 images",
-                           logx=True, errors={"test": [100 * r["test_accuracy_std"] for r in by_d]}, fmt="{:.1f}")
+                           logx=True, errors={"test": [100 * r["test_accuracy_std"] for r in by_d]})
         final = recipes["fine-tune"] | {
             "encoder_started_from_ae": True, "recipes": recipes, "best": best,  # checked above
             "pretraining_gain": gains, "transfer_vs_latent_dim": by_d,
