@@ -128,7 +128,9 @@ def build_pdf(out_dir: Path, output: Path, names: str | None = None) -> None:
         typst.compile(str(source), output=str(tmp), root=str(root), sys_inputs=inputs, timestamp=stamp)
         os.replace(tmp, output)  # the previous PDF stays whole until the new one is complete
     except typst.TypstError as exc:
-        raise UserError(f"{source} did not compile: {str(exc).splitlines()[0]}") from None
+        where = re.search(r"(\S+\.typ):(\d+):\d+", getattr(exc, "diagnostic", "") or "")
+        at = f" ({where[1]}, line {where[2]})" if where else ""
+        raise UserError(f"{source} did not compile{at}: {str(exc).splitlines()[0]}") from None
     except OSError as exc:
         raise UserError(f"cannot write {output} ({exc.strerror}); pass an --output you can write to") from None
     finally:

@@ -1,5 +1,5 @@
-"""Pack the submission ex2_<ID1>_<ID2>.zip: the code, ex2.pdf (names filled in), the figures and a README that
-opens with both names and cse usernames; no data, checkpoints or results.
+"""Pack the submission ex2_<ID1>_<ID2>.zip: the code, ex2.pdf (names filled in), the figures and results the
+report is built from, and a README that opens with both names and cse usernames; no data or checkpoints.
 
     python report/pack.py alovelace aturing --name1 "Ada Lovelace" --name2 "Alan Turing"
 """
@@ -22,7 +22,7 @@ from runs import UserError, run_main  # noqa: E402
 
 CODE = ("*.py", "requirements.txt", "tasks/*.py", "report/*.py", "report/*.typ", "tests/*.py",
         "notebooks/*.ipynb")
-FIGURES = ("figures/*.png",)  # small, and the README shows some of them
+FIGURES = ("figures/*.png", "results/*.json")  # what ex2.pdf is built from and refers to (small)
 
 
 def code_files() -> list[Path]:

@@ -134,13 +134,66 @@ def test_pack_holds_code_pdf_figures_and_no_data(packed):
             "report/ex2.typ", "report/build.py", "report/pack.py", "tests/conftest.py"} <= names
     assert {f"tasks/{t}.py" for t in TASKS} <= names
     for pattern in ("*.py", "tasks/*.py", "report/*.py", "report/*.typ", "tests/*.py", "notebooks/*.ipynb",
-                    "figures/*.png"):
+                    "figures/*.png", "results/*.json"):
         assert {f.relative_to(REPO).as_posix() for f in REPO.glob(pattern)} <= names, pattern
     forbidden = r"(^|/)(\.venv|\.git|data|runs|checkpoints|__pycache__|\.pytest_cache|\.ipynb_checkpoints)/" \
                 r"|ubyte|\.(pt|pth|ckpt|pyc|zip|gz)$"
     assert not [n for n in names if re.search(forbidden, n)]
     assert packed["pdf"][:5] == b"%PDF-" and packed["pdf"].rstrip().endswith(b"%%EOF")
     assert packed["size"] < 20e6
+
+
+def pdf_text(pdf: bytes) -> str:
+    import io
+
+    from pypdf import PdfReader
+
+    return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
+
+
+def test_the_zips_pdf_carries_the_given_names_and_at_most_12_pages(packed):
+    import io
+
+    from pypdf import PdfReader
+
+    text = " ".join(pdf_text(packed["pdf"]).split())
+    for name, user in PEOPLE:
+        assert f"{name} ({user})" in text
+    assert "Name One" not in text and "username1" not in text
+    assert len(PdfReader(io.BytesIO(packed["pdf"])).pages) <= 12
+
+
+RECORD_KEEPING = [r": (yes|no)(?=[.;,)*]|$)", r"\btargets?\b", r"stretch goal", r"\bcommitted\b", r"\btorch \d", r"\bCUDA\b",
+                  r"\bfinal\.\w+"]
+
+
+def record_keeping(text: str, keys: set[str]) -> list[str]:
+    """Words of record-keeping in a report's text: checks answered "yes", targets, versions, and the results
+    files' keys that contain an underscore (e.g. a JSON key quoted as prose)."""
+    flat = " ".join(text.split())
+    found = [m.group() for w in RECORD_KEEPING for m in [re.search(w, flat, flags=re.I)] if m]
+    return found + sorted(k for k in keys if re.search(rf"(?<![\w/]){re.escape(k)}(?![\w/])", flat))
+
+
+def json_keys(obj) -> set[str]:
+    if isinstance(obj, dict):
+        return {k for k in obj if "_" in k} | set().union(*(json_keys(v) for v in obj.values()))
+    if isinstance(obj, list):
+        return set().union(set(), *(json_keys(v) for v in obj))
+    return set()
+
+
+def test_record_keeping_finds_planted_words():
+    keys = {"test_accuracy_mean", "best_test_loss_epoch"}
+    assert record_keeping("The encoder is unchanged: yes. Targets met.", keys) == [": yes", "Targets"]
+    assert record_keeping("chose final.best by test_accuracy_mean", keys) == ["final.best", "test_accuracy_mean"]
+    assert record_keeping("Settings: not from the study; torch 2.14", keys) == ["torch 2"]
+    assert record_keeping("A clean sentence about the test accuracy.", keys) == []
+
+
+def test_the_pdf_has_no_record_keeping(packed):
+    keys = set().union(*(json_keys(json.loads(f.read_text())) for f in (REPO / "results").glob("*.json")))
+    assert record_keeping(pdf_text(packed["pdf"]), keys) == []
 
 
 @pytest.mark.parametrize("args", [["a b", "c"], ["a", "c/d"], ["a", ".."], ["a", "c", "--name1", "  "]])
@@ -193,9 +246,9 @@ def test_build_names_a_results_file_that_lacks_a_key(results_copy, capsys):
 def test_build_names_a_missing_figure(results_copy, capsys):
     import build
 
-    (results_copy / "figures" / "q2_equivariance.png").unlink()
+    (results_copy / "figures" / "task1_autoencoder_reconstructions.png").unlink()
     line = _one_line_error(lambda: build.main(["--out-dir", str(results_copy)]), capsys)
-    assert f"{results_copy / 'figures' / 'q2_equivariance.png'} not found" in line
+    assert f"{results_copy / 'figures' / 'task1_autoencoder_reconstructions.png'} not found" in line
 
 
 @pytest.mark.parametrize("output", ["folder", "/proc/ex2.pdf"])
