@@ -6,7 +6,6 @@ of ex2.pdf), so every font size below is the printed size: nothing is smaller th
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no window
-import matplotlib.patheffects as pe
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
@@ -160,9 +159,9 @@ def mean_band(runs: dict[str, list[list[dict]]], path, title: str, x_key: str = 
                 ax.fill_between(x, y.min(0), y.max(0), color=color, alpha=0.15 if split == "test" else 0.07, lw=0)
                 if metric == "loss" and split == "test":
                     k = int(y.mean(0).argmin())
-                    ax.plot(x[k], y.mean(0)[k], "v", color=color, ms=7, mec="black")
+                    ax.plot(x[k], y.mean(0)[k], "v", mfc="none", mec=color, mew=1.5, ms=9)  # hollow: the curve shows
     xlabel = "training time (s)" if x_key == "seconds" else x_key
-    axes[0].set(xlabel=xlabel, ylabel="cross-entropy loss", title="loss (▼ lowest mean test loss)")
+    axes[0].set(xlabel=xlabel, ylabel="cross-entropy loss", title="loss (▽ lowest mean test loss)")
     axes[1].set(xlabel=xlabel, ylabel="accuracy %", title="accuracy")
     for ax in axes:
         ax.grid(alpha=0.3)
@@ -196,22 +195,20 @@ def loss_curves(histories: dict[str, list[dict]], path, ylabel: str, reference: 
 
 def latent_scatter(panels: dict[str, tuple["np.ndarray", "np.ndarray"]], path, title: str) -> None:
     """Side-by-side 2-D scatter plots (e.g. PCA of latent codes), points coloured by digit and drawn
-    in a random order (no class hides under another), each class's mean labelled with its digit."""
+    in a random order (no class hides under another); each class's mean is a large cross."""
     fig, axes = plt.subplots(1, len(panels), figsize=(TEXT_WIDTH, 3.3), squeeze=False)
     for ax, (name, (xy, labels)) in zip(axes[0], panels.items()):
         order = np.random.default_rng(0).permutation(len(labels))
         ax.scatter(xy[order, 0], xy[order, 1], s=2, alpha=0.4, c=[COLORS(d) for d in labels[order]], rasterized=True)
         for digit in range(10):
-            ax.scatter([], [], s=2, color=COLORS(digit), label=str(digit))  # legend entries
             if (labels == digit).any():
-                cx, cy = xy[labels == digit].mean(0)
-                ax.text(cx, cy, str(digit), fontsize=10, weight="bold", ha="center", va="center", color=COLORS(digit),
-                        path_effects=[pe.withStroke(linewidth=2.5, foreground="white")])
+                ax.scatter(*xy[labels == digit].mean(0), s=90, marker="X", color=COLORS(digit), edgecolors="black",
+                           linewidths=0.8, label=str(digit))
         ax.set(title=name, xlabel="PC 1", ylabel="PC 2")
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center right", markerscale=5, title="digit")
+    fig.legend(handles, labels, loc="center right", title="digit\n(class\nmean)")
     fig.suptitle(title)
-    _save(fig, path, rect=(0, 0, 0.9, 1))
+    _save(fig, path, rect=(0, 0, 0.88, 1))
 
 
 def equivariance(shifts: list[int], panels: dict[str, dict[str, list[float]]], path, ylabels: dict[str, str]) -> None:

@@ -104,7 +104,7 @@ def main(argv=None):
 
         plots.mean_band({"Task 4: random init": task4["histories"], "Task 5: AE encoder": histories["fine-tune"]},
                         run.path("figures", f"{NAME}_vs_task4.png"),
-                        f"100 labelled images, plain set-up, {args.seeds} seeds (mean, min-max band)", x_key="seconds")
+                        f"100 labelled images, plain recipe, {args.seeds} seeds (mean, min-max band)")
         both = task4["final"]["recipes"] | recipes  # Task 4's recipes first, then Task 5's
         plots.bars({split: [100 * r[f"{key}_accuracy_mean"] for r in both.values()]
                     for split, key in (("test", "test"), ("validation", "val"))},
