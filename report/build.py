@@ -3,6 +3,7 @@
     python report/build.py                       # ex2.pdf at the repo root + README table
     python report/build.py --out-dir runs/quick  # report of a scratch run, into runs/quick/ex2.pdf
 """
+import json
 import os
 import re
 import sys
@@ -111,6 +112,9 @@ def build_pdf(out_dir: Path, output: Path, names: str | None = None) -> None:
     inputs = {"results": "/" + results.relative_to(root).as_posix(), "figures": "/" + figures.relative_to(root).as_posix()}
     if names:
         inputs["names"] = names
+    tuning = results / "tuning.json"  # the validation study's rule, written by tasks/tune.py (not by reproduce.py)
+    if tuning.is_file():
+        inputs["tolerance"] = json.dumps(read_json(tuning)["tolerance"])
     # The PDF's creation date (and the document ID Typst derives from it) is the newest run's date, never the
     # clock, so rebuilding from unchanged inputs gives identical bytes.
     from datetime import datetime
