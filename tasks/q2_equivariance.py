@@ -65,7 +65,7 @@ def overlap_error(f_shifted: torch.Tensor, f: torch.Tensor, k: int, cells: range
     h, w = f.shape[-2:]
     (r0, r1), (c0, c1) = ((cells.start, cells.stop), (cells.start + k, cells.stop)) if cells else ((0, h), (k, w))
     a, b = f_shifted[..., r0:r1, c0:c1], f[..., r0:r1, c0 - k:c1 - k]
-    return ((a - b).norm() / b.norm()).item() if a.numel() else float("nan")
+    return ((a - b).norm() / b.norm()).item()
 
 
 def measure(encoder, classify, x: torch.Tensor, y: torch.Tensor, device) -> dict:
