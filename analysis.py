@@ -6,8 +6,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-STYLE_MEASURES = ("ink_mass", "stroke_thickness", "slant", "centre_x", "centre_y", "width", "height")
-
 
 @torch.no_grad()
 def apply_batched(module: nn.Module, x: torch.Tensor, device, batch_size: int = 1000) -> torch.Tensor:

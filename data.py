@@ -8,6 +8,7 @@ file must be the official one (MD5). Both switches take 0/false/no/off (any case
 Every problem raises ``DatasetError``: one line that names the file and says what to do.
 """
 import hashlib
+import math
 import os
 import struct
 from pathlib import Path
@@ -51,32 +52,29 @@ def _ensure_files(root: Path, raw: Path, train: bool) -> None:
     """All four raw files present, downloaded first if MNIST_DOWNLOAD allows; else DatasetError."""
     if root.exists() and not root.is_dir():
         raise DatasetError(f"the MNIST folder {root} is a file, not a folder; {WHERE}.")
-
-    def missing_error(why: str = "") -> DatasetError | None:
-        missing = [raw / name for name in RAW_FILES if not (raw / name).is_file()]
-        more = f", as are {len(missing) - 1} more" if len(missing) > 1 else ""
-        return missing and DatasetError(f"MNIST file {missing[0]} is missing{more}{why}; put the four uncompressed "
-                                        f"files {', '.join(RAW_FILES)} there or {WHERE}.")
-
-    if not missing_error():
+    missing = lambda: [raw / name for name in RAW_FILES if not (raw / name).is_file()]  # noqa: E731
+    if not missing():
         return
     if not env_flag("MNIST_DOWNLOAD"):
-        raise missing_error(f" (MNIST_DOWNLOAD={os.environ['MNIST_DOWNLOAD'].strip()} forbids downloading)")
-    try:
-        _download(root, train)
-    except Exception as exc:  # torchvision raises RuntimeError, URLError, OSError, ...
-        raise missing_error(f", and downloading failed ({type(exc).__name__})") from None
-    if missing_error():
-        raise missing_error(" even after a download")
+        why = f" (MNIST_DOWNLOAD={os.environ['MNIST_DOWNLOAD'].strip()} forbids downloading)"
+    else:
+        why = " even after a download"
+        try:
+            _download(root, train)
+        except Exception as exc:  # torchvision raises RuntimeError, URLError, OSError, ...
+            why = f", and downloading failed ({type(exc).__name__})"
+    if lost := missing():
+        more = f", as are {len(lost) - 1} more" if len(lost) > 1 else ""
+        raise DatasetError(f"MNIST file {lost[0]} is missing{more}{why}; put the four uncompressed files "
+                           f"{', '.join(RAW_FILES)} there or {WHERE}.")
 
 
 def verify_official(path: Path, buf: bytes | None = None) -> None:
     """DatasetError unless the file's MD5 is that of the official MNIST file of its name."""
-    got = hashlib.md5(Path(path).read_bytes() if buf is None else buf).hexdigest()
-    if got != OFFICIAL_MD5[Path(path).name]:
-        raise DatasetError(f"MNIST file {path} is not the official MNIST file (MD5 {got}, expected "
-                           f"{OFFICIAL_MD5[Path(path).name]}); replace it with the official file, or set "
-                           f"MNIST_VERIFY=0 to use custom data in the MNIST format.")
+    got, expected = hashlib.md5(Path(path).read_bytes() if buf is None else buf).hexdigest(), OFFICIAL_MD5[path.name]
+    if got != expected:
+        raise DatasetError(f"MNIST file {path} is not the official MNIST file (MD5 {got}, expected {expected}); replace "
+                           f"it with the official file, or set MNIST_VERIFY=0 to use custom data in the MNIST format.")
 
 
 def _read_idx(path: Path, ndim: int) -> tuple[torch.Tensor, bytearray]:
@@ -91,15 +89,14 @@ def _read_idx(path: Path, ndim: int) -> tuple[torch.Tensor, bytearray]:
     header = 4 + 4 * ndim
     if len(buf) < header:
         raise bad(f"truncated: {len(buf)} bytes, shorter than the {header}-byte header")
-    zero, dtype, nd = struct.unpack_from(">HBB", buf)
-    if zero != 0 or dtype != 0x08 or nd != ndim:
-        raise bad(f"not an IDX file of {ndim}-d uint8 data" + (", is it still gzip-compressed?" if buf[:2] == b"\x1f\x8b" else ""))
+    if tuple(buf[:4]) != (0, 0, 0x08, ndim):
+        gzip = ", is it still gzip-compressed?" if buf[:2] == b"\x1f\x8b" else ""
+        raise bad(f"not an IDX file of {ndim}-d uint8 data{gzip}")
     dims = struct.unpack_from(f">{ndim}I", buf, 4)
-    count = int(torch.tensor(dims).prod())
-    if len(buf) - header != count or count == 0:
-        what = "empty" if count == 0 else "truncated" if len(buf) - header < count else "trailing bytes"
-        raise bad(f"{what}: the header announces {'x'.join(map(str, dims))} = {count} values but "
-                  f"{len(buf) - header} bytes follow")
+    count, size = math.prod(dims), len(buf) - header
+    if size != count or count == 0:
+        what = "empty" if count == 0 else "truncated" if size < count else "trailing bytes"
+        raise bad(f"{what}: the header announces {'x'.join(map(str, dims))} = {count} values but {size} bytes follow")
     return torch.frombuffer(buf, dtype=torch.uint8, offset=header, count=count).view(dims), buf
 
 
@@ -113,16 +110,15 @@ def load_mnist(data_dir=None, train: bool = True) -> tuple[torch.Tensor, torch.T
     prefix = "train" if train else "t10k"
     images_path, labels_path = raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"
     (images, images_buf), (labels, labels_buf) = _read_idx(images_path, 3), _read_idx(labels_path, 1)
+    fix = f"replace it with the official file or {WHERE}."
     if tuple(images.shape[1:]) != (28, 28):
-        raise DatasetError(f"MNIST file {images_path} holds {images.shape[1]}x{images.shape[2]} images, not 28x28; "
-                           f"replace it with the official file or {WHERE}.")
+        h, w = images.shape[1:]
+        raise DatasetError(f"MNIST file {images_path} holds {h}x{w} images, not 28x28; {fix}")
     if len(labels) != len(images):
         raise DatasetError(f"{labels_path.name} holds {len(labels)} labels but {images_path.name} holds "
                            f"{len(images)} images (in {raw}); replace them with matching files or {WHERE}.")
     if (labels > 9).any():
-        found = sorted(set(labels[labels > 9].tolist()))
-        raise DatasetError(f"labels outside 0..9 in {labels_path} (found {', '.join(map(str, found[:5]))}"
-                           f"{', ...' if len(found) > 5 else ''}); replace it with the official file or {WHERE}.")
+        raise DatasetError(f"labels outside 0..9 in {labels_path} (found {labels.max().item()}); {fix}")
     if env_flag("MNIST_VERIFY"):  # last, so that a damaged file gets the more specific message above
         verify_official(images_path, images_buf)
         verify_official(labels_path, labels_buf)

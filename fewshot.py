@@ -14,10 +14,8 @@ from train import fit, seed_everything
 
 @dataclass(frozen=True)
 class Recipe:
-    """How the classifier is trained on the 100 images. encoder: 'train' (everything trains),
-    'frozen' (only the MLP trains; the encoder, BatchNorm statistics included, stays as it
-    started), or 'two-stage' (the MLP alone for head_epochs, then everything, the encoder at
-    lr * encoder_lr_factor)."""
+    """How the classifier is trained on the 100 images. encoder: 'train' (everything trains) or
+    'frozen' (only the MLP trains; the encoder, BatchNorm statistics included, stays as it started)."""
     name: str
     init: str                 # 'scratch' (Task 4) or 'autoencoder' (Task 5: Task 1's encoder)
     encoder: str = "train"
@@ -26,8 +24,6 @@ class Recipe:
     lr: float = 1e-3
     schedule: str = "constant"
     batch_size: int = 10
-    head_epochs: int = 0
-    encoder_lr_factor: float = 1.0
 
 
 # Two schedules, both chosen on validation by tasks/tune.py (results/tuning.json): the plain one
@@ -45,7 +41,6 @@ RECIPES = (
     Recipe("fine-tune, augmented", "autoencoder", **AUGMENTED),
     Recipe("frozen encoder", "autoencoder", encoder="frozen", **PLAIN),
     Recipe("frozen encoder, augmented", "autoencoder", encoder="frozen", **AUGMENTED),
-    Recipe("two-stage", "autoencoder", encoder="two-stage", head_epochs=10, encoder_lr_factor=0.1, **PLAIN),
 )
 SAME_RECIPE = {"plain": "fine-tune", "augmented": "fine-tune, augmented"}  # Task 4 name -> Task 5 name
 CURVE_EVERY = 2  # epochs between test evaluations of the plain recipes (15 points of their curves)
@@ -70,23 +65,12 @@ def check_args(p, args):
 
 
 def recipes_for(init: str, args) -> list[Recipe]:
-    """The task's recipes. Those of the plain schedule take it from --epochs, --lr and --batch-size
-    (two-stage keeps its head/total epoch ratio); those of the long (augmented) schedule are scaled
-    by --recipe-epochs-scale."""
-    out = []
-    for r in RECIPES:
-        if r.init != init:
-            continue
-        if r.schedule == "constant":  # the plain schedule
-            head = min(max(1, round(r.head_epochs * args.epochs / r.epochs)), args.epochs - 1) if r.head_epochs else 0
-            r = Recipe(**asdict(r) | {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
-                                      "head_epochs": head})
-        elif args.recipe_epochs_scale != 1:
-            epochs = max(2, round(r.epochs * args.recipe_epochs_scale))
-            head = min(max(1, round(r.head_epochs * args.recipe_epochs_scale)), epochs - 1) if r.head_epochs else 0
-            r = Recipe(**asdict(r) | {"epochs": epochs, "head_epochs": head})
-        out.append(r)
-    return out
+    """The task's recipes. Those of the plain schedule take it from --epochs, --lr and --batch-size;
+    those of the long (augmented) schedule are scaled by --recipe-epochs-scale."""
+    plain = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size}
+    return [Recipe(**asdict(r) | (plain if r.schedule == "constant" else
+                                  {"epochs": max(2, round(r.epochs * args.recipe_epochs_scale))}))
+            for r in RECIPES if r.init == init]
 
 
 def load_data(args):
@@ -107,24 +91,10 @@ def train_recipe(model, recipe: Recipe, data, device, generator, label: str, eva
     encoder, mlp = model
     common = dict(objective="ce", batch_size=recipe.batch_size, device=device, generator=generator, eval_train=True,
                   schedule=recipe.schedule, augment=random_affine if recipe.augment else None, val=val, label=label)
-    every = eval_every or recipe.epochs
-    if recipe.encoder == "train":
-        return fit(model, train, test, epochs=recipe.epochs, lr=recipe.lr, eval_every=every, **common)
-    encoder.requires_grad_(False)  # frozen, or the first stage of two-stage: only the MLP trains
-    first = recipe.epochs if recipe.encoder == "frozen" else recipe.head_epochs
-    history = fit(model, train, test, epochs=first, lr=recipe.lr, params=list(mlp.parameters()), frozen=(encoder,),
-                  eval_every=min(every, first), **common)
-    if recipe.encoder == "frozen":
-        return history
-    encoder.requires_grad_(True)
-    groups = [{"params": list(encoder.parameters()), "lr": recipe.lr * recipe.encoder_lr_factor},
-              {"params": list(mlp.parameters()), "lr": recipe.lr}]
-    second = fit(model, train, test, epochs=recipe.epochs - first, lr=recipe.lr, params=groups,
-                 eval_every=min(every, recipe.epochs - first), **common)
-    for row in second:  # one history: epochs and training seconds continue from the first stage
-        row["epoch"] += first
-        row["seconds"] += history[-1]["seconds"]
-    return history + second
+    if recipe.encoder == "frozen":  # only the MLP trains; fit() keeps the encoder in eval mode
+        encoder.requires_grad_(False)
+        common |= {"params": list(mlp.parameters()), "frozen": (encoder,)}
+    return fit(model, train, test, epochs=recipe.epochs, lr=recipe.lr, eval_every=eval_every or recipe.epochs, **common)
 
 
 def run_seeds(recipe: Recipe, args, data, device, init_encoder: dict | None = None,
@@ -144,33 +114,23 @@ def run_seeds(recipe: Recipe, args, data, device, init_encoder: dict | None = No
                                                  for k, v in init_encoder.items())
         history = train_recipe(model, recipe, data, device, generator, f"{label}{recipe.name}, seed {seed} ",
                                eval_every)
-        best, last = min(history, key=lambda r: r["test_loss"]), history[-1]
-        row |= {"test_accuracy": last["test_accuracy"], "test_loss": last["test_loss"],
-                "train_accuracy": last["train_accuracy"], "train_loss": last["train_loss"],
-                "val_accuracy": last["val_accuracy"], "val_loss": last["val_loss"],
-                "best_test_loss_epoch": best["epoch"], "best_test_loss": best["test_loss"],
-                "test_accuracy_at_best_loss": best["test_accuracy"],
-                "max_test_accuracy": max(r["test_accuracy"] for r in history), "train_seconds": last["seconds"]}
+        last = history[-1]
+        row |= {k: last[k] for k in ("test_accuracy", "test_loss", "train_accuracy", "val_accuracy")}
+        row["best_test_loss_epoch"] = min(history, key=lambda r: r["test_loss"])["epoch"]
+        row["train_seconds"] = last["seconds"]
         histories.append(history)
         per_seed.append(row)
     return histories, summarise(per_seed) | {"recipe": asdict(recipe)}
 
 
 def summarise(per_seed: list[dict]) -> dict:
-    def stats(key):
+    """Mean and sample standard deviation over the seeds of every per-seed number (std 0 for one seed),
+    the train-test accuracy gap of the means, and the per-seed rows."""
+    out = {"seeds": len(per_seed), "per_seed": per_seed}
+    for key in (k for k in per_seed[0] if k not in ("seed", "encoder_started_from_ae")):
         v = torch.tensor([float(r[key]) for r in per_seed], dtype=torch.float64)
-        return v.mean().item(), (v.std().item() if len(v) > 1 else 0.0)
-
-    out = {}
-    for key in ("test_accuracy", "test_loss", "val_accuracy"):
-        out[f"{key}_mean"], out[f"{key}_std"] = stats(key)
-    out |= {"train_accuracy_mean": stats("train_accuracy")[0], "train_loss_mean": stats("train_loss")[0],
-            "best_test_loss_epoch_mean": stats("best_test_loss_epoch")[0],
-            "best_test_loss_mean": stats("best_test_loss")[0],
-            "max_test_accuracy_mean": stats("max_test_accuracy")[0],
-            "train_seconds_mean": stats("train_seconds")[0], "seeds": len(per_seed), "per_seed": per_seed}
-    out["train_test_accuracy_gap_mean"] = out["train_accuracy_mean"] - out["test_accuracy_mean"]
-    return out
+        out |= {f"{key}_mean": v.mean().item(), f"{key}_std": v.std().item() if len(v) > 1 else 0.0}
+    return out | {"train_test_accuracy_gap_mean": out["train_accuracy_mean"] - out["test_accuracy_mean"]}
 
 
 def select(recipes: dict[str, dict]) -> dict:
@@ -181,13 +141,6 @@ def select(recipes: dict[str, dict]) -> dict:
     return {"recipe": name, "selected_on": "validation", "val_accuracy_mean": r["val_accuracy_mean"],
             "test_accuracy_mean": r["test_accuracy_mean"], "test_accuracy_std": r["test_accuracy_std"],
             "seeds": r["seeds"]}
-
-
-def report(name: str, final: dict, epochs: int) -> None:
-    print(f"{name}: test accuracy {100 * final['test_accuracy_mean']:.2f} +- {100 * final['test_accuracy_std']:.2f}%, "
-          f"val accuracy {100 * final['val_accuracy_mean']:.2f}%, test loss {final['test_loss_mean']:.3f}, "
-          f"train accuracy {100 * final['train_accuracy_mean']:.1f}%, lowest test loss at epoch "
-          f"{final['best_test_loss_epoch_mean']:.1f} of {epochs} (mean over seeds)")
 
 
 def run_recipes(init: str, args, data, device, init_encoder=None, label: str = ""):
@@ -201,7 +154,11 @@ def run_recipes(init: str, args, data, device, init_encoder=None, label: str = "
             every = max(1, recipe.epochs // 6)
         histories[recipe.name], summaries[recipe.name] = run_seeds(
             recipe, args, data, device, init_encoder, label=label, eval_every=every)
-        report(f"{label}{recipe.name}", summaries[recipe.name], recipe.epochs)
+        r = summaries[recipe.name]
+        print(f"{label}{recipe.name}: test accuracy {100 * r['test_accuracy_mean']:.2f} "
+              f"+- {100 * r['test_accuracy_std']:.2f}%, val accuracy {100 * r['val_accuracy_mean']:.2f}%, train accuracy "
+              f"{100 * r['train_accuracy_mean']:.1f}%, lowest test loss at epoch {r['best_test_loss_epoch_mean']:.1f} "
+              f"of {recipe.epochs} (mean over seeds)")
     return histories, summaries
 
 

@@ -184,13 +184,9 @@ def load_checkpoint(path, expect: dict | None = None, fix: str = "rerun the task
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise fail(f"could not be read by torch.load ({type(exc).__name__})") from None
-    if not isinstance(ckpt, dict):
-        raise fail(f"holds a {type(ckpt).__name__}, not a dict with 'config' and 'state_dict'")
-    states, arch = ckpt.get("state_dict"), ckpt.get("config")
-    if not isinstance(states, dict) or not states or not all(isinstance(s, dict) for s in states.values()):
-        raise fail("has no 'state_dict' dict of named modules")
-    if not isinstance(arch, dict):
-        raise fail("has no 'config' dict to build its modules from")
+    arch, states = (ckpt.get("config"), ckpt.get("state_dict")) if isinstance(ckpt, dict) else (None, None)
+    if not isinstance(arch, dict) or not isinstance(states, dict) or not states:
+        raise fail("is not a dict with a 'config' and a 'state_dict' of named modules")
     for key, value in (expect or {}).items():
         if arch.get(key) != value:
             raise fail(f"was built with {key}={arch.get(key)}, expected {value}")
@@ -198,21 +194,17 @@ def load_checkpoint(path, expect: dict | None = None, fix: str = "rerun the task
     for name, state in states.items():
         if name not in BUILD:
             raise fail(f"holds an unknown module {name!r} (expected one of {', '.join(BUILD)})")
-        lacking = [k for k in ("latent_dim", "channels", "fc")[:1 if name == "mlp" else 3] if k not in arch]
-        if lacking:
-            raise fail(f"has no {', '.join(map(repr, lacking))} in its config, needed to build the {name}")
         try:
             module = BUILD[name](arch)
-        except (TypeError, ValueError) as exc:
-            raise fail(f"has a config that cannot build the {name} ({type(exc).__name__})") from None
-        try:
             module.load_state_dict(state)
-        except (RuntimeError, TypeError, AttributeError) as exc:  # missing, unexpected or wrongly shaped weights
-            detail = "; ".join(line.strip().rstrip(". ") for line in str(exc).splitlines()[1:3])
-            raise fail(f"has {name} weights that do not fit {type(module).__name__} ({detail})") from None
-        bad = [k for k, v in module.state_dict().items() if v.is_floating_point() and not v.isfinite().all()]
-        if bad:
-            raise fail(f"has non-finite {name} weights ({', '.join(bad[:3])})")
+        except KeyError as exc:
+            raise fail(f"has no {exc} in its config, needed to build the {name}") from None
+        except Exception as exc:  # a config that builds nothing; missing, unexpected or wrongly shaped weights
+            lines = str(exc).splitlines()
+            detail = "; ".join(line.strip().rstrip(". ") for line in lines[1:3] or lines[:1])
+            raise fail(f"has a {name} config or weights that do not fit ({detail})") from None
+        if not all(v.isfinite().all() for v in module.state_dict().values() if v.is_floating_point()):
+            raise fail(f"has non-finite {name} weights")
         modules[name] = module.eval()
     return modules, ckpt
 

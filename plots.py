@@ -95,45 +95,32 @@ def digit_grid(rows: dict[str, "np.ndarray"], path, per_row: int = 15, title: st
     _save(fig, path, rect=None)
 
 
-def bars(groups: dict[str, list[float]], labels: list[str], path, ylabel: str, title: str | None = None,
-         fmt: str = "{:.4f}", width_in: float = TEXT_WIDTH, errors: dict[str, list[float]] | None = None,
-         xlabel: str | None = None) -> None:
-    """Grouped bar chart: one bar per (label, group); values written on the bars if there are few;
-    the legend above the axes, clear of the bars."""
+def bars(groups: dict[str, list[float]], labels: list[str], path, ylabel: str, title: str, xlabel: str) -> None:
+    """Grouped bar chart: one bar per (label, group), the legend above the axes, clear of the bars."""
     x = np.arange(len(labels))
     width = 0.8 / len(groups)
-    fig, ax = plt.subplots(figsize=(width_in, 2.7))
+    fig, ax = plt.subplots(figsize=(TEXT_WIDTH, 2.7))
     for i, (name, values) in enumerate(groups.items()):
-        yerr = errors[name] if errors else None
-        b = ax.bar(x + (i - (len(groups) - 1) / 2) * width, values, width, label=name, yerr=yerr, capsize=2)
-        if len(labels) * len(groups) <= 16:
-            ax.bar_label(b, [fmt.format(v) for v in values], fontsize=8, padding=2)
+        ax.bar(x + (i - (len(groups) - 1) / 2) * width, values, width, label=name)
     ax.set_xticks(x, labels)
     ax.set(ylabel=ylabel, xlabel=xlabel)
-    if title:
-        ax.set_title(title, pad=18 if len(groups) > 1 else 6)
-    if len(groups) > 1:
-        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(groups), frameon=False)
+    ax.set_title(title, pad=18)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(groups), frameon=False)
     ax.margins(y=0.15)
     ax.grid(alpha=0.3, axis="y")
     _save(fig, path)
 
 
-def xy_curve(x: list, series: dict[str, list[float]], path, xlabel: str, ylabel: str, title: str,
-             logx: bool = False, errors: dict[str, list[float]] | None = None, fmt: str = "{:.3f}",
-             width_in: float = 4.2) -> None:
-    """One or more y(x) lines with markers: with error bars, or else with the values written above
-    and right of the markers (e.g. L1 against d)."""
-    fig, ax = plt.subplots(figsize=(width_in, 2.8))
+def xy_curve(x: list[int], series: dict[str, list[float]], errors: dict[str, list[float]], path, xlabel: str,
+             ylabel: str, title: str) -> None:
+    """Lines y(x) with error bars against sizes that are powers of two (a log2 axis spaces them evenly,
+    labelled with the sizes)."""
+    fig, ax = plt.subplots(figsize=(4.2, 2.8))
     for name, y in series.items():
-        yerr = (errors or {}).get(name)
-        ax.errorbar(x, y, yerr=yerr, fmt="o-", ms=4, capsize=3, label=name)
-        for xi, yi in zip(x, y) if yerr is None else ():  # a label would sit on an error bar or a line
-            ax.annotate(fmt.format(yi), (xi, yi), textcoords="offset points", fontsize=8, xytext=(4, 5), ha="left")
-    if logx:  # the sizes are powers of two: a log2 axis spaces them evenly, labelled with the sizes
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(x, [str(v) for v in x])
-        ax.minorticks_off()
+        ax.errorbar(x, y, yerr=errors[name], fmt="o-", ms=4, capsize=3, label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(x, [str(v) for v in x])
+    ax.minorticks_off()
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.margins(x=0.12, y=0.15)
     if len(series) > 1:
@@ -175,24 +162,6 @@ def mean_band(runs: dict[str, list[list[dict]]], path, title: str, x_key: str = 
     _save(fig, path, rect=(0, 0.055 * rows + 0.01, 1, 1))
 
 
-def loss_curves(histories: dict[str, list[dict]], path, ylabel: str, reference: tuple[float, str] | None = None,
-                width_in: float = 4.6) -> None:
-    """Train (dashed) and test (solid) loss per epoch of several runs on one linear axis, with an
-    optional horizontal reference line (value, label)."""
-    fig, ax = plt.subplots(figsize=(width_in, 2.8))
-    for i, (name, history) in enumerate(histories.items()):
-        epochs = [r["epoch"] for r in history]
-        ax.plot(epochs, [r["train_loss"] for r in history], "--", color=COLORS(i), label=f"{name}, train")
-        ax.plot(epochs, [r["test_loss"] for r in history], "o-", ms=3, color=COLORS(i), label=f"{name}, test")
-    if reference:
-        ax.axhline(reference[0], color="black", lw=1, ls=":", label=f"{reference[1]}: {reference[0]:.4f}")
-    ax.set(xlabel="epoch", ylabel=ylabel)
-    _epoch_axis(ax)
-    ax.legend()
-    ax.grid(alpha=0.3)
-    _save(fig, path)
-
-
 def latent_scatter(panels: dict[str, tuple["np.ndarray", "np.ndarray"]], path, title: str) -> None:
     """Side-by-side 2-D scatter plots (e.g. PCA of latent codes), points coloured by digit and drawn
     in a random order (no class hides under another); each class's mean is a large cross."""
@@ -209,41 +178,3 @@ def latent_scatter(panels: dict[str, tuple["np.ndarray", "np.ndarray"]], path, t
     fig.legend(handles, labels, loc="center right", title="digit\n(class\nmean)")
     fig.suptitle(title)
     _save(fig, path, rect=(0, 0, 0.88, 1))
-
-
-def equivariance(shifts: list[int], panels: dict[str, dict[str, list[float]]], path, ylabels: dict[str, str]) -> None:
-    """One panel per measurement (e.g. feature-map error, code change, accuracy) against the shift in
-    pixels, one line per encoder; shifts that are multiples of the stride product are marked."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(TEXT_WIDTH, 2.9), squeeze=False)
-    for ax, (name, series) in zip(axes[0], panels.items()):
-        for i, (label, y) in enumerate(series.items()):
-            ax.plot(shifts, y, "o-", ms=4, color=COLORS(i), label=label)
-        ax.set(xlabel="shift (pixels)", ylabel=ylabels[name], title=name)
-        ax.set_xticks(shifts)
-        ax.grid(alpha=0.3)
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
-    _save(fig, path, rect=(0, 0.09, 1, 1))
-
-
-def tuning(rows: list[dict], chosen: dict, path) -> None:
-    """The validation study: one panel per task, each setting's validation score against its training
-    seconds, the chosen setting ringed."""
-    groups = {"task1": "Task 1 AE", "task2": "Task 2 classifier", "task3": "Task 3 decoder",
-              "plain": "few-shot, plain", "augmented": "few-shot, augmented"}
-    fig, axes = plt.subplots(2, 3, figsize=(TEXT_WIDTH, 4.6))
-    for ax, (group, title) in zip(axes.flat, groups.items()):
-        mine = [r for r in rows if r["question"] == group]
-        key = next(k for k in ("val_l1", "val_accuracy", "val_accuracy_mean") if k in mine[0])
-        scale = 1 if key == "val_l1" else 100
-        ax.scatter([r["train_seconds"] for r in mine], [scale * r[key] for r in mine], s=12, color=COLORS(0),
-                   label="a setting")
-        pick = [r for r in mine if all(r["setting"].get(k) == v for k, v in chosen[group].items())]
-        ax.scatter([r["train_seconds"] for r in pick], [scale * r[key] for r in pick], s=70, facecolors="none",
-                   edgecolors=COLORS(3), linewidths=1.5, label="chosen")
-        ax.set(title=title, xlabel="training seconds", ylabel="validation L1" if key == "val_l1" else "val. accuracy %")
-        ax.grid(alpha=0.3)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    axes.flat[5].axis("off")
-    axes.flat[5].legend(handles, labels, loc="center", frameon=False)
-    _save(fig, path)

@@ -1,11 +1,8 @@
-"""A run and its outputs. Three guarantees:
-
-(a) One unit: a task writes into <out-dir>/.staging/<run_id>/; only at the end are its figures,
-    checkpoints and then results moved into place, Ctrl-C and SIGTERM held off meanwhile. An
-    interrupted or failed run leaves the previous set; readers of a prerequisite check its run_id.
-(b) One run per out-dir: <out-dir>/.lock is held for the whole run; a second run refuses.
-(c) One line: a bad flag, file, dataset or prerequisite ends in one line that names it and says
-    what to do (exit status 2), before training where it can be checked.
+"""A run and its outputs, with three guarantees:
+(a) one unit: outputs are staged in <out-dir>/.staging/<run_id>/ and moved into place at the end (results
+    last, Ctrl-C and SIGTERM held off meanwhile); a failed run leaves the previous set; readers check run_id;
+(b) one run per out-dir: <out-dir>/.lock is held for the whole run, a second run refuses;
+(c) one line: a bad flag, file or prerequisite ends in one line that names it and says what to do (exit 2).
 """
 import contextlib
 import errno
@@ -13,6 +10,7 @@ import fcntl
 import json
 import os
 import platform
+import re
 import secrets
 import shutil
 import signal
@@ -35,16 +33,12 @@ class UserError(RuntimeError):
     """An expected failure (bad flag, file, device or prerequisite); the message says what to do."""
 
 
-class Record(dict):
-    """A dict read from a results file: a missing key is a UserError naming the file, not a KeyError."""
-
-    def __missing__(self, key):
-        raise UserError(f"{self.path} has no '{key}' (an older version's or a damaged file?); {self.fix}")
-
-
 def read_json(path: Path, fix: str = "rerun the task that writes it") -> dict:
-    """A results file; UserError naming the file (and ending in `fix`) if it is missing or malformed."""
-    hook = type("Record", (Record,), {"path": path, "fix": fix})
+    """A results file whose dicts turn a missing key into a UserError naming the file and ending in `fix`;
+    UserError too if the file is missing or malformed."""
+    def missing(self, key):
+        raise UserError(f"{path} has no '{key}' (an older version's or a damaged file?); {fix}")
+    hook = type("Record", (dict,), {"__missing__": missing})
     try:
         obj = json.loads(Path(path).read_text(), object_hook=hook)
     except FileNotFoundError:
@@ -67,8 +61,7 @@ def out_root(args) -> Path:
 
 @contextlib.contextmanager
 def locked(root: Path):
-    """Hold <root>/.lock, created with the out-dir if missing (guarantee b); the kernel releases it
-    when the process dies, so a killed run leaves no stale lock."""
+    """Hold <root>/.lock (guarantee b); the kernel releases it when the process dies: no stale lock."""
     for folder in (root, *(root / kind for kind in KINDS)):
         if folder.exists() and not folder.is_dir():
             raise UserError(f"{folder} is a file, not a folder; move it away or pass another --out-dir")
@@ -85,8 +78,7 @@ def locked(root: Path):
             raise UserError(f"another run is writing into {root} (pid {f.read().strip() or '?'}); wait for it "
                             f"to finish or pass another --out-dir") from None
         f.truncate(0)
-        f.write(str(os.getpid()))
-        f.flush()
+        print(os.getpid(), file=f, flush=True)
         shutil.rmtree(root / ".staging", ignore_errors=True)  # what killed runs left; no other run owns it now
         yield
 
@@ -106,12 +98,12 @@ class Run:
 
     def write_results(self, filename: str, obj: dict, device: torch.device) -> None:
         """obj + run_id + environment: what ran where, and the script's wall-clock seconds."""
-        write_json(self.path("results", filename), obj | {"run_id": self.run_id, "environment": {
-            "wall_seconds": time.perf_counter() - self.started, "torch": torch.__version__,
-            "python": platform.python_version(), "platform": platform.platform(), "device": str(device),
-            "cpu_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:])}})
+        env = {"wall_seconds": time.perf_counter() - self.started, "torch": torch.__version__,
+               "python": platform.python_version(), "platform": platform.platform(), "device": str(device),
+               "cpu_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:])}
+        write_json(self.path("results", filename), obj | {"run_id": self.run_id, "environment": env})
 
     def commit(self) -> None:
         """Move the staged files into place, results last, and remove this task's earlier outputs
@@ -125,9 +117,7 @@ class Run:
                 staged = sorted(f.name for f in src.iterdir()) if src.is_dir() else []
                 dst.mkdir(exist_ok=True)
                 for old in sorted(dst.iterdir()):  # this task's outputs: <name>.<ext>, <name>_<more>.<ext>
-                    stem = old.name.split(".")[0]
-                    ours = (stem == self.name or stem.startswith(self.name + "_")) and old.suffix in (".png", ".pt", ".json")
-                    if ours and old.name not in staged:
+                    if re.fullmatch(rf"{self.name}(_[^.]*)?\.(png|pt|json)", old.name) and old.name not in staged:
                         old.unlink()
                         removed.append(old.name)
                 for name in staged:
@@ -184,14 +174,10 @@ def prerequisite(name: str, args, extra: tuple[str, ...] = (), checkpoint: bool 
     return modules, results
 
 
-def _terminate(signum, frame):
-    raise KeyboardInterrupt
-
-
 def run_main(main, name: str) -> None:
     """Run a task's main(); expected failures end in one line on stderr and exit status 2, an
     interruption (Ctrl-C, SIGTERM) in one true line and exit status 130."""
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM acts as Ctrl-C
     COMMITTED.clear()
     try:
         main()

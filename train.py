@@ -75,12 +75,8 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, objective: str,
 
 
 def make_optimizer(params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """AdamW over the parameters that require grad; `params` may be param groups with their own 'lr'."""
-    groups = list(params)
-    if not groups or not isinstance(groups[0], dict):
-        groups = [{"params": groups}]
-    groups = [g | {"params": [p for p in g["params"] if p.requires_grad]} for g in groups]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, weight_decay=weight_decay)
+    """AdamW over those of `params` that require grad."""
+    return torch.optim.AdamW([p for p in params if p.requires_grad], lr=lr, weight_decay=weight_decay)
 
 
 def fit(model: nn.Module, train: tuple, test: tuple, *, objective: str, epochs: int, batch_size: int,
@@ -91,8 +87,8 @@ def fit(model: nn.Module, train: tuple, test: tuple, *, objective: str, epochs: 
     """Train `model` on `train` = (x, y); evaluate on `test` every `eval_every` epochs and after the
     last, and on `val` after the last.
 
-    AdamW on `params` (default: all parameters that require grad; or param groups, each with its
-    own peak 'lr'). `frozen` modules are kept in eval mode (BatchNorm statistics frozen too).
+    AdamW on `params` (default: all parameters that require grad). `frozen` modules are kept in
+    eval mode (BatchNorm statistics frozen too).
     `augment(x, generator)` transforms each training batch. schedule 'onecycle' warms the
     learning rate up and anneals it to ~0 by the last step; 'constant' keeps it. If eval_train,
     the train metrics are a clean eval-mode pass over the train set, else the running mean of
@@ -111,22 +107,19 @@ def fit(model: nn.Module, train: tuple, test: tuple, *, objective: str, epochs: 
     steps_per_epoch = math.ceil(len(x_train) / batch_size)
     scheduler = None
     if schedule == "onecycle":
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], epochs=epochs,
-            steps_per_epoch=steps_per_epoch, pct_start=0.2)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, epochs=epochs,
+                                                        steps_per_epoch=steps_per_epoch, pct_start=0.2)
     history, train_seconds, start = [], 0.0, time.perf_counter()
     for epoch in range(1, epochs + 1):
         model.train()
         for m in frozen:
             m.eval()
         t0 = time.perf_counter()
-        total, correct, data_seconds = 0.0, 0, 0.0
+        total, correct = 0.0, 0
         for step, idx in enumerate(batches(len(x_train), batch_size, shuffle=True, generator=generator), 1):
-            t_data = time.perf_counter()
             xb, yb = x_train[idx].to(device, non_blocking=True), y_train[idx].to(device, non_blocking=True)
             if augment is not None:
                 xb = augment(xb, generator)
-            data_seconds += time.perf_counter() - t_data  # batching cost, reported beside the epoch time
             out = model(xb)
             loss = objective_loss(objective, out, xb, yb)
             loss_value = loss.item()
@@ -143,8 +136,7 @@ def fit(model: nn.Module, train: tuple, test: tuple, *, objective: str, epochs: 
                 correct += (out.argmax(1) == yb).sum().item()
         if device.type == "cuda":
             torch.cuda.synchronize()
-        epoch_seconds = time.perf_counter() - t0
-        train_seconds += epoch_seconds
+        train_seconds += time.perf_counter() - t0
         if epoch % eval_every and epoch != epochs:
             continue
 
@@ -155,8 +147,7 @@ def fit(model: nn.Module, train: tuple, test: tuple, *, objective: str, epochs: 
             if objective == "ce":
                 tr["accuracy"] = correct / len(x_train)
         te = evaluate(model, *test, objective, device)
-        row = {"epoch": epoch, "train_loss": tr["loss"], "test_loss": te["loss"], "seconds": train_seconds,
-               "epoch_seconds": epoch_seconds, "batching_seconds": data_seconds}
+        row = {"epoch": epoch, "train_loss": tr["loss"], "test_loss": te["loss"], "seconds": train_seconds}
         if objective == "ce":
             row.update(train_accuracy=tr["accuracy"], test_accuracy=te["accuracy"])
         if val is not None and epoch == epochs:  # validation decides on the trained model: after the last epoch

@@ -118,27 +118,23 @@ def build_pdf(out_dir: Path, output: Path, names: str | None = None) -> None:
     # The PDF's creation date (and the document ID Typst derives from it) is the newest run's date, never the
     # clock, so rebuilding from unchanged inputs gives identical bytes.
     from datetime import datetime
-    records = [read_json(results / f"{n}.json") for n in TASKS if (results / f"{n}.json").is_file()]
-    dates = [datetime.fromisoformat(r["environment"]["date"]) for r in records if r.get("environment", {}).get("date")]
-    stamp = int(max(dates).timestamp()) if dates else 1719446400  # else the submission date, 2024-06-27 UTC
+    stamp = max(int(datetime.fromisoformat(read_json(results / f"{n}.json")["environment"]["date"]).timestamp())
+                for n in TASKS)
     missing = [f for f in re.findall(r'([\w-]+\.png)"', source.read_text()) if not (figures / f).is_file()]
     if missing:
         raise UserError(f"{figures / missing[0]} not found (ex2.typ shows it); run the task that draws it "
                         f"(or python reproduce.py)")
-    if output.is_dir():
-        raise UserError(f"--output {output} is a folder; pass the path of the PDF to write")
-    tmp = output.with_name(f".{output.name}.tmp")
     try:
-        typst.compile(str(source), output=str(tmp), root=str(root), sys_inputs=inputs, timestamp=stamp)
-        os.replace(tmp, output)  # the previous PDF stays whole until the new one is complete
+        pdf = typst.compile(str(source), root=str(root), sys_inputs=inputs, timestamp=stamp)
     except typst.TypstError as exc:
         where = re.search(r"(\S+\.typ):(\d+):\d+", getattr(exc, "diagnostic", "") or "")
         at = f" ({where[1]}, line {where[2]})" if where else ""
         raise UserError(f"{source} did not compile{at}: {str(exc).splitlines()[0]}") from None
+    try:
+        output.write_bytes(pdf)
     except OSError as exc:
-        raise UserError(f"cannot write {output} ({exc.strerror}); pass an --output you can write to") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+        what = "a folder" if output.is_dir() else f"not writable ({exc.strerror})"
+        raise UserError(f"--output {output} is {what}; pass the path of the PDF to write") from None
     print(f"wrote {output}")
 
 

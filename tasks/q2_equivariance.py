@@ -11,7 +11,7 @@ layer with a shifted copy of the unshifted digit's map: for t a multiple of the 
 P = 4, with the map shifted by t/4 cells (exact equivariance on an infinite grid, up to the borders
 here); for other t, with the best-matching integer shift of the map -> measure how much the
 12-number code changes and the accuracy on shifted digits (the classifier's own MLP; for the AE,
-a linear probe fitted on unshifted training codes) -> figure and results/q2_equivariance.json.
+a linear probe fitted on unshifted training codes) -> results/q2_equivariance.json.
 """
 import sys
 from pathlib import Path
@@ -20,7 +20,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python t
 
 import torch
 
-import plots
 from analysis import apply_batched, fit_linear_probe
 from cli import base_parser
 from data import describe_validation, load_splits
@@ -121,16 +120,6 @@ def main(argv=None):
                       f"(interior {row['feature_map_relative_error_interior']:.3f}, {row['map_shift_cells']} cells), "
                       f"code change {row['code_relative_change']:.3f}, accuracy {100 * row['accuracy']:.1f}%")
 
-        label = {"classifier": "Task 2 classifier encoder", "autoencoder": "Task 1 AE encoder"}
-        series = {key: {label[n]: [row[key] * (100 if key == "accuracy" else 1) for row in r["per_shift"]]
-                        for n, r in results.items()}
-                  for key in ("feature_map_relative_error", "code_relative_change", "accuracy")}
-        plots.equivariance(list(SHIFTS), {"7x7 feature map vs shifted map": series["feature_map_relative_error"],
-                                          "12-number code": series["code_relative_change"],
-                                          "accuracy on shifted digits": series["accuracy"]},
-                           run.path("figures", f"{NAME}.png"),
-                           {"7x7 feature map vs shifted map": "relative error",
-                            "12-number code": "relative change", "accuracy on shifted digits": "accuracy %"})
         run.write_results(f"{NAME}.json", {
             "prerequisites": {"task1_autoencoder": ae_results["run_id"], "task2_classifier": clf_results["run_id"]},
             "config": vars(args) | {"validation": describe_validation(len(x_tr)) | {"used_for": "nothing (no training)"},

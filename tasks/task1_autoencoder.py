@@ -132,9 +132,6 @@ def main(argv=None):
             plots.digit_grid(rows, run.path("figures", f"{NAME}_fc_ablation.png"), per_row=12,
                              title=f"FC layer at the coarsest level vs conv-only, d = 12, {e} epochs each "
                                    f"(validation digits)")
-            plots.xy_curve(list(SWEEP_DIMS), {"validation L1": [r["val_l1"] for r in exploration["latent_sweep"]]},
-                           run.path("figures", f"{NAME}_latent_sweep.png"), "latent size d", "validation mean L1",
-                           f"Validation L1 against latent size ({e} epochs each)", logx=True)
         final["exploration"] = exploration
 
         run.write_results(f"{NAME}.json", {"config": config, "architecture": architecture(modules), "history": history,

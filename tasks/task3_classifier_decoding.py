@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 import plots
-from analysis import (STYLE_MEASURES, apply_batched, latent_geometry, pca_2d, per_class, style_measures, style_r2,
+from analysis import (apply_batched, latent_geometry, pca_2d, per_class, style_measures, style_r2,
                       within_class_pixel_std)
 from cli import base_parser, settings_from
 from data import describe_validation, load_splits
@@ -111,7 +111,7 @@ def main(argv=None):
         print(f"test L1: classifier-decoder {final['test_l1']:.4f}, control decoder on the AE encoder "
               f"{final['control_ae_encoder_test_l1']:.4f}, Task 1 AE {final['task1_ae_test_l1']:.4f}")
 
-        # Figures: 60 digits (6 per class where available), per-class L1, the two latent spaces, curves, style R^2
+        # Figures: 60 digits (6 per class where available), per-class L1, the two latent spaces
         show = torch.cat([torch.nonzero(y_te == c).flatten()[:6] for c in range(10)])
         plots.digit_grid({"input": x_te[show], "AE (Task 1)": recon["autoencoder"][show],
                           "classifier enc.\n+ decoder": recon["classifier_decoder"][show]},
@@ -127,13 +127,6 @@ def main(argv=None):
                               (pca_2d(codes["classifier"][1]).numpy(), y_te.numpy())},
                              run.path("figures", f"{NAME}_latent_pca.png"),
                              "Test codes on their first two principal components")
-        plots.loss_curves({"frozen classifier encoder (Task 3)": history,
-                           "frozen AE encoder (control)": control_history},
-                          run.path("figures", f"{NAME}_curves.png"), "test mean L1",
-                          reference=(final["task1_ae_test_l1"], "Task 1 AE (joint training)"))
-        plots.bars({f"{k} code": [final["style_r2"][k][m] or 0.0 for m in STYLE_MEASURES] for k in codes},
-                   [m.replace("_", "\n") for m in STYLE_MEASURES], run.path("figures", f"{NAME}_style_r2.png"),
-                   "held-out R²", fmt="{:.2f}")
         config = vars(args) | {"validation": describe_validation(len(x_tr)) | {
             "used_for": "choosing the decoder's epochs (tasks/tune.py, results/tuning.json)"}}
         run.write_results(f"{NAME}.json", {"prerequisites": {"task1_autoencoder": ae_results["run_id"],

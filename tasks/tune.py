@@ -3,8 +3,9 @@
 Every run trains on the training images 0..49999 (the few-shot runs on the images 0..99) and is
 scored on the validation images 50000..59999; the test set is not even loaded. The questions are
 asked in order, each with the settings chosen before it: Task 1's peak lr (at a short budget),
-the channel widths (16/32 against 32/64 at an equal training-time budget) and the epochs; Task 2's lr, epochs and shift augmentation; Task 3's
-decoder epochs; the plain few-shot schedule (epochs x lr) and the augmented one (epochs x peak lr).
+the channel widths (16/32 against 32/64 at an equal training-time budget) and the epochs; Task 2's
+lr, epochs and shift augmentation; Task 3's decoder epochs; the plain few-shot schedule (epochs x
+lr) and the augmented one (epochs x peak lr).
 
 The rule was fixed before the study ran and is written into its output: among the settings whose
 validation score is within the tolerance of the best, take the one with the fewest training
@@ -12,7 +13,7 @@ seconds. Tolerances: 2 % of the best validation L1 (Tasks 1 and 3); 0.1 points o
 accuracy for Task 2 (about 1.4 binomial standard errors at 99.5 % on 10,000 images); for the
 few-shot schedules (3 seeds) one standard error of the best setting's mean.
 
-    python tasks/tune.py           # about 45 minutes on 2 cores: results/tuning.json, figures/tuning.png
+    python tasks/tune.py           # about 45 minutes on 2 cores: results/tuning.json
 """
 import sys
 from pathlib import Path
@@ -23,7 +24,6 @@ import torch
 from torch import nn
 
 import fewshot
-import plots
 from cli import base_parser
 from data import few_shot, load_mnist, random_shift, split_validation, subset
 from models import MLP, Decoder, Encoder
@@ -48,8 +48,7 @@ def choose(rows: list[dict], metric: str) -> dict:
 
 
 def main(argv=None):
-    p = base_parser(__doc__.splitlines()[0])
-    args = p.parse_args(argv)
+    args = base_parser(__doc__.splitlines()[0]).parse_args(argv)
     device = pick_device(args.device)
     with open_run(NAME, args) as run:
         (x, y) = load_mnist(args.data_dir, train=True)  # the test set is never loaded
@@ -66,101 +65,80 @@ def main(argv=None):
                      "plain.epochs": (2, 4), "augmented.epochs": (2, 4)}
         rows, chosen, models = [], {}, {}
 
-        def record(question: str, setting: dict, metric: str, history: list[dict], model=None, **extra) -> dict:
-            row = {"question": question, "setting": setting, metric: history[-1]["test_loss" if metric == "val_l1"
-                                                                               else "test_accuracy"],
-                   "train_seconds": history[-1]["seconds"], "seeds": [args.seed], **extra}
+        def trial(question: str, setting: dict, build, lr: float, **fit_args) -> dict:
+            """Seed, build and train one model; its validation score as a row (asked again: not retrained)."""
+            for r in rows:
+                if r["question"] == question and r["setting"] == setting:
+                    return r
+            g = seed_everything(args.seed)
+            model, metric = build(), "val_accuracy" if question == "task2" else "val_l1"
+            h = fit(model, fit_part, val, objective="ce" if question == "task2" else "l1", epochs=setting["epochs"],
+                    batch_size=128, lr=lr, device=device, generator=g, eval_every=setting["epochs"],
+                    label=f"{question} ", **fit_args)  # "test" = validation here
+            row = {"question": question, "setting": setting, metric: h[-1]["test_accuracy" if question == "task2"
+                                                                        else "test_loss"],
+                   "train_seconds": h[-1]["seconds"], "seeds": [args.seed]}
             rows.append(row)
             models[id(row)] = model
             print(f"{question} {setting}: {metric} {row[metric]:.4f}, {row['train_seconds']:.0f} s")
             return row
 
-        def ask(question: str, metric: str, candidates: list[dict]) -> dict:
-            pick = choose(candidates, metric)
-            key = question.split(".")[1]
-            chosen.setdefault(question.split(".")[0], {})[key] = pick["setting"][key]
+        def ask(question: str, candidates: list[dict]) -> dict:
+            pick = choose(candidates, next(k for k in candidates[0] if k.startswith("val_")))
+            group, key = question.split(".")
+            chosen.setdefault(group, {})[key] = pick["setting"][key]
             print(f"chosen {question} = {pick['setting'][key]}")
             return pick
 
         # Task 1: the AE (mean L1), scored by the validation L1 of its reconstructions
         def autoencoder(lr, channels, epochs):
-            setting = {"lr": lr, "channels": list(channels), "epochs": epochs}
-            for r in rows:
-                if r["question"].startswith("task1") and r["setting"] == setting:
-                    return r
-            g = seed_everything(args.seed)
-            model = nn.Sequential(Encoder(12, channels), Decoder(12, channels))
-            h = fit(model, fit_part, val, objective="l1", epochs=epochs, batch_size=128, lr=lr, device=device,
-                    generator=g, eval_every=epochs, label="task1 ")
-            return record("task1", setting, "val_l1", h)
+            return trial("task1", {"lr": lr, "channels": list(channels), "epochs": epochs},
+                         lambda: nn.Sequential(Encoder(12, channels), Decoder(12, channels)), lr)
 
-        lr1 = ask("task1.lr", "val_l1", [autoencoder(lr, (16, 32), short) for lr in grid["task1.lr"]])["setting"]["lr"]
-        # The widths at an equal training-time budget: 32/64 for the short budget, 16/32 for as many epochs as
-        # fit in the seconds that took (a 32/64 epoch costs about 3 of 16/32 here; Tasks 1 and 2 share the width)
-        wide = autoencoder(lr1, (32, 64), short)
-        narrow_epoch = next(r for r in rows if r["setting"] == {"lr": lr1, "channels": [16, 32], "epochs": short})
-        same_time = max(short, int(wide["train_seconds"] / (narrow_epoch["train_seconds"] / short)))
-        ch = ask("task1.channels", "val_l1", [autoencoder(lr1, (16, 32), same_time), wide])
-        ch = tuple(ch["setting"]["channels"])
-        ask("task1.epochs", "val_l1", [autoencoder(lr1, ch, e) for e in grid["task1.epochs"]])
+        lr1 = ask("task1.lr", [autoencoder(lr, (16, 32), short) for lr in grid["task1.lr"]])["setting"]["lr"]
+        # The widths at an equal training time: 32/64 for the short budget, 16/32 for as many epochs as fit in it
+        wide, narrow = autoencoder(lr1, (32, 64), short), autoencoder(lr1, (16, 32), short)
+        same_time = max(short, int(wide["train_seconds"] / (narrow["train_seconds"] / short)))
+        ch = tuple(ask("task1.channels", [autoencoder(lr1, (16, 32), same_time), wide])["setting"]["channels"])
+        ask("task1.epochs", [autoencoder(lr1, ch, e) for e in grid["task1.epochs"]])
 
         # Task 2: the classifier (same encoder architecture + MLP), scored by validation accuracy
         def classifier(lr, epochs, shift):
-            setting = {"lr": lr, "epochs": epochs, "augment_shift": shift}
-            for r in rows:
-                if r["question"].startswith("task2") and r["setting"] == setting:
-                    return r
-            g = seed_everything(args.seed)
-            model = nn.Sequential(Encoder(12, ch), MLP(12))
-            h = fit(model, fit_part, val, objective="ce", epochs=epochs, batch_size=128, lr=lr, device=device,
-                    generator=g, eval_every=epochs, augment=(lambda xb, gen: random_shift(xb, shift, gen)) if shift
-                    else None, label="task2 ")
-            return record("task2", setting, "val_accuracy", h, model=model)
+            return trial("task2", {"lr": lr, "epochs": epochs, "augment_shift": shift},
+                         lambda: nn.Sequential(Encoder(12, ch), MLP(12)), lr,
+                         augment=(lambda xb, gen: random_shift(xb, shift, gen)) if shift else None)
 
-        lr2 = ask("task2.lr", "val_accuracy", [classifier(lr, grid["task2.epochs"][0], 2) for lr in grid["task2.lr"]])
-        lr2 = lr2["setting"]["lr"]
-        e2 = ask("task2.epochs", "val_accuracy", [classifier(lr2, e, 2) for e in grid["task2.epochs"]])["setting"]
-        clf = ask("task2.augment_shift", "val_accuracy", [classifier(lr2, e2["epochs"], s)
-                                                          for s in grid["task2.augment_shift"]])
+        lr2 = ask("task2.lr", [classifier(lr, grid["task2.epochs"][0], 2) for lr in grid["task2.lr"]])["setting"]["lr"]
+        e2 = ask("task2.epochs", [classifier(lr2, e, 2) for e in grid["task2.epochs"]])["setting"]["epochs"]
+        clf = ask("task2.augment_shift", [classifier(lr2, e2, s) for s in grid["task2.augment_shift"]])
 
         # Task 3: a fresh decoder on the frozen encoder of the chosen classifier (lr: Task 1's)
-        encoder = models[id(clf)][0].requires_grad_(False).eval()
-        candidates = []
-        for e in grid["task3.epochs"]:
-            g = seed_everything(args.seed)
-            decoder = Decoder(12, ch)
-            h = fit(nn.Sequential(encoder, decoder), fit_part, val, objective="l1", epochs=e, batch_size=128, lr=lr1,
-                    device=device, generator=g, params=decoder.parameters(), frozen=(encoder,), eval_every=e,
-                    label="task3 ")
-            candidates.append(record("task3", {"epochs": e}, "val_l1", h))
-        ask("task3.epochs", "val_l1", candidates)
+        encoder = models[id(clf)][0].requires_grad_(False).eval()  # only the decoder's parameters train
+        ask("task3.epochs", [trial("task3", {"epochs": e}, lambda: nn.Sequential(encoder, Decoder(12, ch)), lr1,
+                                   frozen=(encoder,)) for e in grid["task3.epochs"]])
 
         # The few-shot schedules (Task 4's set-up: from scratch, batch 10), 3 seeds each, scored by validation accuracy
-        train100 = few_shot(*(x, y))
+        train100 = few_shot(x, y)
         for name, augment, schedule in (("plain", False, "constant"), ("augmented", True, "onecycle")):
             candidates = []
-            for e in grid[f"{name}.epochs"]:
-                for lr in grid[f"{name}.lr"]:
-                    recipe = fewshot.Recipe(name, "scratch", augment=augment, epochs=e, lr=lr, schedule=schedule)
-                    accs, secs = [], []
-                    for seed in range(args.seed, args.seed + SEEDS):
-                        g = seed_everything(seed)
-                        h = fewshot.train_recipe(nn.Sequential(Encoder(12, ch), MLP(12)), recipe, (train100, None, val),
-                                                 device, g, label=f"{name} ")  # "test" = validation here
-                        accs.append(h[-1]["test_accuracy"])
-                        secs.append(h[-1]["seconds"])
-                    acc = torch.tensor(accs, dtype=torch.float64)
-                    row = {"question": name, "setting": {"epochs": e, "lr": lr}, "val_accuracy_mean": acc.mean().item(),
-                           "val_accuracy_se": (acc.std() / len(acc) ** 0.5).item(), "val_accuracy_per_seed": accs,
-                           "train_seconds": sum(secs), "seeds": list(range(args.seed, args.seed + SEEDS))}
-                    rows.append(row)
-                    candidates.append(row)
-                    print(f"{name} {row['setting']}: val accuracy {100 * row['val_accuracy_mean']:.2f}%")
-            pick = choose(candidates, "val_accuracy_mean")
-            chosen[name] = dict(pick["setting"])
+            for e, lr in ((e, lr) for e in grid[f"{name}.epochs"] for lr in grid[f"{name}.lr"]):
+                recipe = fewshot.Recipe(name, "scratch", augment=augment, epochs=e, lr=lr, schedule=schedule)
+                h = []
+                for seed in range(args.seed, args.seed + SEEDS):
+                    g = seed_everything(seed)  # before the model is built: it fixes the initialisation
+                    h.append(fewshot.train_recipe(nn.Sequential(Encoder(12, ch), MLP(12)), recipe, (train100, None, val),
+                                                  device, g, label=f"{name} ")[-1])
+                acc = torch.tensor([r["test_accuracy"] for r in h], dtype=torch.float64)  # "test" = validation here
+                candidates.append({"question": name, "setting": {"epochs": e, "lr": lr},
+                                   "val_accuracy_mean": acc.mean().item(),
+                                   "val_accuracy_se": (acc.std() / len(acc) ** 0.5).item(),
+                                   "val_accuracy_per_seed": acc.tolist(), "train_seconds": sum(r["seconds"] for r in h),
+                                   "seeds": list(range(args.seed, args.seed + SEEDS))})
+                print(f"{name} {candidates[-1]['setting']}: val accuracy {100 * acc.mean().item():.2f}%")
+            rows.extend(candidates)
+            chosen[name] = dict(choose(candidates, "val_accuracy_mean")["setting"])
             print(f"chosen {name} = {chosen[name]}")
 
-        plots.tuning(rows, chosen, run.path("figures", f"{NAME}.png"))
         run.write_results(f"{NAME}.json", {
             "rule": RULE, "tolerance": {k: {"kind": v[0], "value": v[1]} for k, v in TOLERANCE.items()},
             "trained_on": f"training images 0..{len(fit_part[0]) - 1} (few-shot: 0..99)",

@@ -106,9 +106,9 @@ def _good(d=4):
 
 
 @pytest.mark.parametrize("case, match", [
-    ("no_state_dict", "no 'state_dict'"),
+    ("no_state_dict", "not a dict with a .config. and a .state_dict."),
     ("missing_weight", 'Missing key\\(s\\) in state_dict: "features.0.0.weight"'),
-    ("missing_config_key", "no 'channels' in its config"),
+    ("missing_config_key", "no .channels. in its config"),
     ("not_a_dict", "not a dict"),
     ("unknown_module", "unknown module 'head'"),
     ("wrong_shape", "size mismatch for head.1.weight"),

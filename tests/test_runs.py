@@ -87,7 +87,7 @@ def test_sigterm_keeps_the_previous_complete_set(mnist_root, task1_done):
 
 def test_a_signal_during_the_moves_waits_for_the_commit_and_is_reported_truly(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(runs.os, "replace", os.replace)  # restored after the test
-    signal.signal(signal.SIGTERM, runs._terminate)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     run_main(_demo_run(tmp_path, "old"), "demo")
     status, line = _exit(_demo_run(tmp_path, "new", signal_during_moves=True), capsys)
     assert status == 130 and line == "interrupted: the outputs of demo were written completely before it stopped"
@@ -156,7 +156,7 @@ def test_a_bad_flag_ends_in_one_line_in_a_real_process(tmp_path):
     ("task2_classifier", ["--device", "tpu"], "invalid choice"),
     ("task2_classifier", ["--out-dir", ""], "an empty path (an unset shell variable?)"),
     ("task4_few_shot", ["--seed", "4294967295"], "runs past the largest seed"),
-    ("task5_transfer_learning", ["--epochs", "1"], "--epochs must be >= 2"),
+    ("task5_transfer_learning", ["--recipe-epochs-scale", "0"], "--recipe-epochs-scale must be in (0, 10]"),
     ("q2_equivariance", ["--epochs", "3"], "unrecognized arguments: --epochs"),  # nothing trains in Q2
 ])
 def test_bad_flags_end_in_one_line(task, flags, message, capsys):

@@ -131,7 +131,7 @@ def test_task5_encoder_starts_from_task1_and_its_mlp_starts_fresh(few_shot_runs)
     fresh_mlp = task2_classifier.build_classifier(a2.latent_dim, a2.channels, a2.hidden)[1].state_dict()
     clf_mlp = load_checkpoint(out / "checkpoints" / "task2_classifier.pt")[1]["state_dict"]["mlp"]
     args = task4_few_shot.parse_args(["--quick"])
-    first_calls = {}  # the first fit() of every (recipe, seed): two-stage calls fit() twice
+    first_calls = {}  # the fit() of every (recipe, seed)
     for c in main_calls:
         first_calls.setdefault(c["label"], c)
     expected = {f"transfer: {r.name}, seed {seed} " for r in fewshot.recipes_for("autoencoder", args)

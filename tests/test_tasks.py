@@ -17,7 +17,7 @@ def test_task1_outputs(chain):
     assert {"test_l1", "train_l1", "train_seconds", "exploration"} <= final.keys()
     assert [r["latent_dim"] for r in final["exploration"]["latent_sweep"]] == [2, 4, 8, 12, 16, 32]
     assert final["exploration"]["fc_ablation"]["conv_only"]["fc"] is False
-    for fig in ("reconstructions", "curves", "fc_ablation", "latent_sweep"):
+    for fig in ("reconstructions", "curves", "fc_ablation"):
         assert (out / "figures" / f"task1_autoencoder_{fig}.png").stat().st_size > 1000
     assert (out / "checkpoints" / "task1_autoencoder.pt").exists()
 
@@ -40,7 +40,7 @@ def test_task3_encoder_is_frozen(chain):
     assert all(final["style_r2"][k].keys() == measures for k in ("autoencoder", "classifier"))
     res = json.loads((out / "results" / "task3_classifier_decoding.json").read_text())
     assert len(res["control_history"]) == len(res["history"])  # same epochs as Task 3
-    for fig in ("digits", "per_class_l1", "latent_pca", "curves", "style_r2"):
+    for fig in ("digits", "per_class_l1", "latent_pca"):
         assert (out / "figures" / f"task3_classifier_decoding_{fig}.png").exists()
 
 
@@ -64,12 +64,11 @@ def test_task5_starts_from_the_ae_encoder_and_compares_recipes(chain):
     final = _final(out, "task5_transfer_learning")
     assert final["encoder_started_from_ae"] is True
     assert "test_accuracy_mean" in final["task4"]
-    assert set(final["recipes"]) == {"fine-tune", "fine-tune, augmented", "frozen encoder", "frozen encoder, augmented",
-                                     "two-stage"}
+    assert set(final["recipes"]) == {"fine-tune", "fine-tune, augmented", "frozen encoder", "frozen encoder, augmented"}
     assert final["best"]["selected_on"] == "validation"
     assert set(final["pretraining_gain"]) == {"plain", "augmented"}
     assert [r["latent_dim"] for r in final["transfer_vs_latent_dim"]] == [2, 4, 8, 12, 16, 32]
-    for fig in ("vs_task4", "recipes", "vs_latent_dim"):
+    for fig in ("vs_task4", "vs_latent_dim"):
         assert (out / "figures" / f"task5_transfer_learning_{fig}.png").exists()
     # independently: the AE encoder in the checkpoint is not a random one
     ckpt = torch.load(out / "checkpoints" / "task1_autoencoder.pt", weights_only=True)
@@ -85,7 +84,6 @@ def test_q2_equivariance_measures_both_encoders(chain):
         assert [r["shift"] for r in rows] == [0, 1, 2, 3, 4, 8]
         assert rows[0]["feature_map_relative_error"] == 0 and rows[0]["code_relative_change"] == 0
         assert [r["map_shift_cells"] for r in rows if r["multiple_of_stride_product"]] == [0, 1, 2]
-    assert (out / "figures" / "q2_equivariance.png").exists()
 
 
 def test_quick_chain_builds_the_report_and_leaves_committed_outputs_alone(chain):
