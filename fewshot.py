@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from cli import SEED_MAX, positive_int
+from cli import SEED_MAX, positive_int, settings_from
 from data import FEW_SHOT_SIZE, describe_validation, few_shot, load_splits, random_affine, split_validation
 from models import MLP, Encoder
 from train import fit, seed_everything
@@ -46,30 +46,24 @@ SAME_RECIPE = {"plain": "fine-tune", "augmented": "fine-tune, augmented"}  # Tas
 CURVE_EVERY = 2  # epochs between test evaluations of the plain recipes (15 points of their curves)
 
 
-def add_flags(p) -> None:
-    """The few-shot flags of Tasks 4 and 5 (their --epochs and --lr default to the plain schedule)."""
+def parse_args(p, argv=None):
+    """The flags of Tasks 4 and 5: the shared ones (--epochs and --lr default to the plain schedule),
+    --seeds, and where the settings come from; --quick: 2 seeds, 2 plain and 3 long-schedule epochs."""
     p.add_argument("--seeds", type=positive_int, default=5, help="number of seeds, --seed, --seed+1, ... (default: 5)")
-    p.add_argument("--recipe-epochs-scale", type=float, default=1.0,
-                   help="multiply the epochs of every recipe other than the plain one, e.g. 0.1 for a smoke test "
-                        "(default: 1.0)")
-
-
-def check_args(p, args):
+    args = p.parse_args(argv)
+    args.settings_from = settings_from(p, args, ("epochs", "lr"))
     if args.seed + args.seeds - 1 > SEED_MAX:
         p.error(f"--seed {args.seed} with --seeds {args.seeds} runs past the largest seed {SEED_MAX}")
-    if not 0 < args.recipe_epochs_scale <= 10:
-        p.error("--recipe-epochs-scale must be in (0, 10]")
     if args.quick:
-        args.epochs, args.seeds, args.recipe_epochs_scale = 2, 2, 0.02
+        args.epochs, args.seeds = 2, 2
     return args
 
 
 def recipes_for(init: str, args) -> list[Recipe]:
     """The task's recipes. Those of the plain schedule take it from --epochs, --lr and --batch-size;
-    those of the long (augmented) schedule are scaled by --recipe-epochs-scale."""
+    those of the long (augmented) schedule keep theirs (3 epochs with --quick)."""
     plain = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size}
-    return [Recipe(**asdict(r) | (plain if r.schedule == "constant" else
-                                  {"epochs": max(2, round(r.epochs * args.recipe_epochs_scale))}))
+    return [Recipe(**asdict(r) | (plain if r.schedule == "constant" else {"epochs": 3} if args.quick else {}))
             for r in RECIPES if r.init == init]
 
 

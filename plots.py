@@ -57,41 +57,31 @@ def history_curves(history: list[dict], path, title: str) -> None:
 
 def digit_grid(rows: dict[str, "np.ndarray"], path, per_row: int = 15, title: str | None = None,
                numbered: bool = False) -> None:
-    """Blocks of labelled rows of 28x28 digits: block b shows digits b*per_row ... of every entry of
-    `rows`, one row per entry, each row one image (white gaps between digits); numbered puts the
-    digit's number (1, 2, ...) above each column of a block. At full text width each digit is
-    (TEXT_WIDTH - 1.1) / per_row inches wide (9 mm for 15 per row)."""
+    """Blocks of labelled rows of 28x28 digits, drawn as one image: block b shows digits b*per_row ...
+    of every entry of `rows`, one row per entry (2-pixel white gaps); numbered writes each digit's
+    number (1, 2, ...) above the block's first row. At full text width a digit is (TEXT_WIDTH - 1.1)
+    / per_row inches wide (9 mm for 15 per row)."""
     rows = {k: np.asarray(v).reshape(-1, 28, 28) for k, v in rows.items()}
     n = len(next(iter(rows.values())))
-    blocks = [(label, imgs[start:start + per_row]) for start in range(0, n, per_row) for label, imgs in rows.items()]
-    cell = (TEXT_WIDTH - 1.1) / per_row
-    gap = 0.2 / cell if numbered else 0.0  # a spacer row before each block, as high as its numbers
-    kinds = [kind for i in range(len(blocks)) for kind in ((["gap"] if numbered and i % len(rows) == 0 else []) + [i])]
-    ratios = [gap if k == "gap" else 1.0 for k in kinds]
-    fig, axes = plt.subplots(len(kinds), 1, figsize=(TEXT_WIDTH, sum(ratios) * cell * 1.04 + (0.3 if title else 0)),
-                             squeeze=False, gridspec_kw={"hspace": 0.06, "height_ratios": ratios})
-    for ax in (ax for ax, k in zip(axes[:, 0], kinds) if k == "gap"):
-        ax.axis("off")
-    for i, (ax, (label, imgs)) in enumerate(zip((ax for ax, k in zip(axes[:, 0], kinds) if k != "gap"), blocks)):
-        strip = np.ones((28, per_row * 29 - 1))
-        for c, img in enumerate(imgs):
-            strip[:, c * 29:c * 29 + 28] = img
-        ax.imshow(strip, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        first = (i // len(rows)) * per_row
-        if numbered and i % len(rows) == 0:  # the block's first row carries the digits' numbers
-            ax.xaxis.tick_top()
-            ax.set_xticks([c * 29 + 13.5 for c in range(len(imgs))], [str(first + c + 1) for c in range(len(imgs))])
-            ax.tick_params(axis="x", length=0, pad=1, labelsize=8)
-        else:
-            ax.set_xticks([])
-        ax.set_yticks([])
-        for spine in ax.spines.values():
-            spine.set_visible(False)
-        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8, labelpad=4)
+    inch = (TEXT_WIDTH - 1.13) / (per_row * 30 - 2)  # inches per pixel
+    head = round(0.22 / inch) if numbered else 0  # pixels above each block, for its numbers
+    block = head + 30 * len(rows)
+    canvas = np.ones((block * -(-n // per_row) - 2, per_row * 30 - 2))
+    fig = plt.figure(figsize=(TEXT_WIDTH, canvas.shape[0] * inch + (0.3 if title else 0.02)))
+    ax = fig.add_axes((1.1 / TEXT_WIDTH, 0.01 / fig.get_figheight(), (TEXT_WIDTH - 1.13) / TEXT_WIDTH,
+                       canvas.shape[0] * inch / fig.get_figheight()))
+    for b, start in enumerate(range(0, n, per_row)):
+        top = b * block + head
+        for r, (label, imgs) in enumerate(rows.items()):
+            for c, img in enumerate(imgs[start:start + per_row]):
+                canvas[top + 30 * r:top + 30 * r + 28, 30 * c:30 * c + 28] = img
+            ax.text(-8, top + 30 * r + 14, label, ha="right", va="center", fontsize=8)
+        for c in range(min(per_row, n - start)) if numbered else ():
+            ax.text(30 * c + 14, top - 2, str(start + c + 1), ha="center", va="bottom", fontsize=8)
+    ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.axis("off")
     if title:
-        fig.suptitle(title)
-    fig.subplots_adjust(left=1.1 / TEXT_WIDTH, right=0.995, bottom=0.005,
-                        top=1 - (0.3 / fig.get_figheight() if title else 0.005))
+        fig.suptitle(title, y=1 - 0.05 / fig.get_figheight(), va="top")
     _save(fig, path, rect=None)
 
 

@@ -158,18 +158,7 @@ def fit(model: nn.Module, train: tuple, test: tuple, *, objective: str, epochs: 
             raise DivergedError(f"training diverged: {bad[0]} is {row[bad[0]]} after epoch {epoch}; nothing was "
                                 f"written; try a smaller --lr (peak lr now {lr:g})")
         history.append(row)
-        log(_progress_line(label, row, epochs, time.perf_counter() - start))
+        elapsed = time.perf_counter() - start
+        metrics = "  ".join(f"{k} {v:.4f}" for k, v in row.items() if k.endswith(("loss", "accuracy")))
+        log(f"{label}epoch {epoch:3d}/{epochs}  {metrics}  [{elapsed:.0f}s, ETA {elapsed / epoch * (epochs - epoch):.0f}s]")
     return history
-
-
-def _progress_line(label: str, row: dict, epochs: int, elapsed: float) -> str:
-    e = row["epoch"]
-    eta = elapsed / e * (epochs - e)
-    msg = f"{label}epoch {e:3d}/{epochs}  train loss {row['train_loss']:.4f}  test loss {row['test_loss']:.4f}"
-    if "test_accuracy" in row:
-        msg += f"  train acc {100 * row['train_accuracy']:6.2f}%  test acc {100 * row['test_accuracy']:6.2f}%"
-    if "val_accuracy" in row:
-        msg += f"  val acc {100 * row['val_accuracy']:6.2f}%"
-    elif "val_loss" in row:
-        msg += f"  val loss {row['val_loss']:.4f}"
-    return msg + f"  [{elapsed:6.1f}s elapsed, ETA {eta:5.0f}s]"

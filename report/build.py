@@ -22,61 +22,54 @@ README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
 
 def write_architecture(results: Path) -> None:
-    """Parameter counts of the modules as Task 1/2 build them (read by the report)."""
-    t1 = read_json(results / "task1_autoencoder.json")["architecture"]
-    t2 = read_json(results / "task2_classifier.json")["architecture"]
-    d, ch = t1["latent_dim"], tuple(t1["channels"])
-    mlp = MLP(t2["latent_dim"], t2["hidden"])
+    """Parameter counts of the modules as Tasks 1 and 2 build them (read by the report)."""
+    t1, t2 = (read_json(results / f"{n}.json")["architecture"] for n in ("task1_autoencoder", "task2_classifier"))
+    enc, mlp = Encoder(t1["latent_dim"], tuple(t1["channels"])), MLP(t2["latent_dim"], t2["hidden"])
     write_json(results / "architecture.json", {
-        "encoder": {"latent_dim": d, "channels": list(ch), "parameters": count_parameters(Encoder(d, ch))},
-        "decoder": {"parameters": count_parameters(Decoder(d, ch))},
-        "encoder_conv_only": {"parameters": count_parameters(Encoder(d, ch, fc=False))},
-        "mlp": {"hidden": t2["hidden"], "dropout": mlp.net[2].p, "parameters": count_parameters(mlp)},
+        "encoder": {"latent_dim": enc.latent_dim, "channels": list(enc.channels), "parameters": count_parameters(enc)},
+        "decoder": {"parameters": count_parameters(Decoder(enc.latent_dim, enc.channels))},
+        "mlp": {"hidden": mlp.hidden, "dropout": mlp.net[2].p, "parameters": count_parameters(mlp)},
         "classifier_parameters": count_parameters(Encoder(t2["latent_dim"], tuple(t2["channels"]))) +
-                                 count_parameters(mlp),
-    })
+                                 count_parameters(mlp)})
 
 
 def results_table(results: Path) -> str:
     """The README's table of headline numbers, generated from results/*.json."""
     runs = {name: read_json(results / f"{name}.json") for name in TASKS}
-    t1, t2, t3, t4, t5 = (runs[n]["final"] for n in TASKS if n != "q2_equivariance")
-    pct = lambda x: f"{100 * x:.2f}%"  # noqa: E731
-    pm = lambda r: f"{pct(r['test_accuracy_mean'])} ± {pct(r['test_accuracy_std'])}"  # noqa: E731
-    secs = lambda x: "n/a" if x is None else f"{x:.0f} s"  # noqa: E731
-    b4, b5 = t4["best"], t5["best"]
+    t1, t2, t3, _, t4, t5 = (runs[n]["final"] for n in TASKS)
+    pm = lambda r: f"{r['test_accuracy_mean']:.2%} ± {r['test_accuracy_std']:.2%}"  # noqa: E731
     met = lambda ok: "met" if ok else "**missed**"  # noqa: E731
-    r4b, r5b = t4["recipes"][b4["recipe"]], t5["recipes"][b5["recipe"]]
+    per_seed = lambda r: f"{r['train_seconds_mean']:.0f} s per seed"  # noqa: E731
+    b4, b5 = t4["best"]["recipe"], t5["best"]["recipe"]
+    r4, r5 = t4["recipes"][b4], t5["recipes"][b5]
     rows = [
         ("Task 1: autoencoder, d = 12, test L1", f"{t1['test_l1']:.4f}", f"<= 0.0265: {met(t1['test_l1'] <= 0.0265)}",
-         secs(t1["train_seconds"])),
-        ("Task 2: classifier, test accuracy", pct(t2["test_accuracy"]),
-         f">= 99.55%: {met(t2['test_accuracy'] >= 0.9955)}", secs(t2["train_seconds"])),
+         f"{t1['train_seconds']:.0f} s"),
+        ("Task 2: classifier, test accuracy", f"{t2['test_accuracy']:.2%}",
+         f">= 99.55%: {met(t2['test_accuracy'] >= 0.9955)}", f"{t2['train_seconds']:.0f} s"),
         ("Task 3: frozen classifier encoder + new decoder, test L1", f"{t3['test_l1']:.4f}",
-         f"(Task 1: {t3['task1_ae_test_l1']:.4f})", secs(t3["train_seconds"])),
+         f"(Task 1: {t3['task1_ae_test_l1']:.4f})", f"{t3['train_seconds']:.0f} s"),
         ("Task 3 control: frozen AE encoder + new decoder, test L1", f"{t3['control_ae_encoder_test_l1']:.4f}",
          "(same training as Task 3)", ""),
         ("Task 4: 100 labels, random init, plain set-up", pm(t4), f">= 65%: {met(t4['test_accuracy_mean'] >= 0.65)}",
-         f"{t4['train_seconds_mean']:.0f} s per seed"),
-        (f"Task 4: recipe chosen on validation ({b4['recipe']})", pm(r4b),
-         f">= 90%: {met(r4b['test_accuracy_mean'] >= 0.90)}", f"{r4b['train_seconds_mean']:.0f} s per seed"),
+         per_seed(t4)),
+        (f"Task 4: recipe chosen on validation ({b4})", pm(r4), f">= 90%: {met(r4['test_accuracy_mean'] >= 0.90)}",
+         per_seed(r4)),
         ("Task 5: 100 labels, AE encoder fine-tuned, Task 4's set-up", pm(t5),
-         f">= 85%: {met(t5['test_accuracy_mean'] >= 0.85)}", f"{t5['train_seconds_mean']:.0f} s per seed"),
-        (f"Task 5: recipe chosen on validation ({b5['recipe']})", pm(r5b),
-         f">= 91%: {met(r5b['test_accuracy_mean'] >= 0.91)}", f"{r5b['train_seconds_mean']:.0f} s per seed"),
+         f">= 85%: {met(t5['test_accuracy_mean'] >= 0.85)}", per_seed(t5)),
+        (f"Task 5: recipe chosen on validation ({b5})", pm(r5), f">= 91%: {met(r5['test_accuracy_mean'] >= 0.91)}",
+         per_seed(r5)),
     ]
-    lines = ["| result | measured (test) | target | training time |", "| --- | --- | --- | --- |"]
-    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
-    gains = t5["pretraining_gain"]
-    wall = {n: runs[n]["environment"].get("wall_seconds") for n in TASKS}
-    lines += ["", "What pre-training adds (Task 5 minus Task 4, same recipe, ± standard error over seeds): "
-              + "; ".join(f"{k} {100 * g['test_accuracy_difference']:+.1f} ± {100 * g['standard_error']:.1f} points"
-                          for k, g in gains.items()) + ".",
-              "", f"Main AE run + classifier run: {secs(t1['train_seconds'] + t2['train_seconds'])} of training. "
-              f"Whole scripts, wall clock: " + ", ".join(f"{n} {secs(wall[n])}" for n in TASKS)
-              + f", together {sum(w or 0 for w in wall.values()) / 60:.1f} min (target for reproduce.py: 25 min, "
-              + f"{met(sum(w or 0 for w in wall.values()) <= 25 * 60)} on this machine)."]
-    return "\n".join(lines)
+    wall = {n: runs[n]["environment"]["wall_seconds"] for n in TASKS}
+    gains = "; ".join(f"{k} {100 * g['test_accuracy_difference']:+.1f} ± {100 * g['standard_error']:.1f} points"
+                      for k, g in t5["pretraining_gain"].items())
+    return "\n".join(["| result | measured (test) | target | training time |", "| --- | --- | --- | --- |"]
+                     + [f"| {' | '.join(row)} |" for row in rows] + [
+        "", f"What pre-training adds (Task 5 minus Task 4, same recipe, ± standard error over seeds): {gains}.", "",
+        f"Main AE run + classifier run: {t1['train_seconds'] + t2['train_seconds']:.0f} s of training. Whole scripts, "
+        f"wall clock: " + ", ".join(f"{n} {w:.0f} s" for n, w in wall.items()) + f", together "
+        f"{sum(wall.values()) / 60:.1f} min (target for reproduce.py: 25 min, {met(sum(wall.values()) <= 25 * 60)} "
+        f"on this machine)."])
 
 
 def update_readme(results: Path) -> None:

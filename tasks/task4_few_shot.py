@@ -21,7 +21,7 @@ import torch
 
 import fewshot
 import plots
-from cli import base_parser, settings_from
+from cli import base_parser
 from data import FEW_SHOT_SIZE
 from runs import open_run, run_main
 from train import pick_device
@@ -31,10 +31,7 @@ NAME = "task4_few_shot"
 
 def parse_args(argv=None):
     p = base_parser(__doc__.splitlines()[0], epochs=fewshot.PLAIN["epochs"], batch_size=10, lr=fewshot.PLAIN["lr"])
-    fewshot.add_flags(p)
-    args = p.parse_args(argv)
-    args.settings_from = settings_from(p, args, ("epochs", "lr", "recipe_epochs_scale"))
-    return fewshot.check_args(p, args)
+    return fewshot.parse_args(p, argv)
 
 
 def main(argv=None):

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python t
 
 import fewshot
 import plots
-from cli import base_parser, settings_from
+from cli import base_parser
 from data import FEW_SHOT_SIZE
 from models import load_checkpoint
 from runs import UserError, open_run, out_root, prerequisite, run_main
@@ -31,10 +31,7 @@ NAME = "task5_transfer_learning"
 
 def parse_args(argv=None):
     p = base_parser(__doc__.splitlines()[0], epochs=fewshot.PLAIN["epochs"], batch_size=10, lr=fewshot.PLAIN["lr"])
-    fewshot.add_flags(p)
-    args = p.parse_args(argv)
-    args.settings_from = settings_from(p, args, ("epochs", "lr", "recipe_epochs_scale"))
-    return fewshot.check_args(p, args)
+    return fewshot.parse_args(p, argv)
 
 
 def sweep_encoders(args, ae_results: dict) -> dict[int, dict]:
@@ -62,11 +59,11 @@ def main(argv=None):
     ae, ae_results = prerequisite("task1_autoencoder", args)
     _, task4 = prerequisite("task4_few_shot", args, checkpoint=False, extra=(
         "--epochs", str(args.epochs), "--seeds", str(args.seeds), "--batch-size", str(args.batch_size),
-        "--lr", str(args.lr), "--recipe-epochs-scale", str(args.recipe_epochs_scale)))
+        "--lr", str(args.lr)))
     if any(r not in task4.get("final", {}).get("recipes", {}) for r in fewshot.SAME_RECIPE) or "histories" not in task4:
         raise UserError("results/task4_few_shot.json lacks the plain or augmented recipe (an older version's "
                         "results?); rerun tasks/task4_few_shot.py")
-    differs = [k for k in ("epochs", "batch_size", "lr", "seed", "seeds", "recipe_epochs_scale")
+    differs = [k for k in ("epochs", "batch_size", "lr", "seed", "seeds", "quick")
                if task4["config"].get(k) != getattr(args, k)]
     if differs:
         print(f"warning: Task 4 was run with other {', '.join(differs)}; the comparison is not like for like")

@@ -156,7 +156,7 @@ def test_a_bad_flag_ends_in_one_line_in_a_real_process(tmp_path):
     ("task2_classifier", ["--device", "tpu"], "invalid choice"),
     ("task2_classifier", ["--out-dir", ""], "an empty path (an unset shell variable?)"),
     ("task4_few_shot", ["--seed", "4294967295"], "runs past the largest seed"),
-    ("task5_transfer_learning", ["--recipe-epochs-scale", "0"], "--recipe-epochs-scale must be in (0, 10]"),
+    ("task5_transfer_learning", ["--seeds", "0"], "argument --seeds: expected a positive integer"),
     ("q2_equivariance", ["--epochs", "3"], "unrecognized arguments: --epochs"),  # nothing trains in Q2
 ])
 def test_bad_flags_end_in_one_line(task, flags, message, capsys):
