@@ -9,6 +9,7 @@ matplotlib.use("Agg")  # files only, no window
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+from matplotlib.transforms import offset_copy
 
 TEXT_WIDTH = 6.5  # inches: A4 with 2.2 cm margins, where ex2.typ places the figures at 100%
 COLORS = plt.get_cmap("tab10")
@@ -134,11 +135,11 @@ def mean_band(runs: dict[str, list[list[dict]]], path, title: str, x_key: str = 
                 label = f"{name}, {split}" + (f" (lowest {lowest:.3f})" if split == "test" else "")
                 ax.plot(x, y.mean(0), style, color=color, label=label)
                 ax.fill_between(x, y.min(0), y.max(0), color=color, alpha=0.15 if split == "test" else 0.07, lw=0)
-                if metric == "loss" and split == "test":
-                    k = int(y.mean(0).argmin())
-                    ax.plot(x[k], y.mean(0)[k], "v", mfc="none", mec=color, mew=1.5, ms=9)  # hollow: the curve shows
+                if metric == "loss" and split == "test":  # a marker just above the lowest point, pointing at it
+                    k, above = int(y.mean(0).argmin()), offset_copy(ax.transData, fig, y=6, units="points")
+                    ax.plot(x[k], y.mean(0)[k], "v", color=color, ms=7, transform=above)
     xlabel = "training time (s)" if x_key == "seconds" else x_key
-    axes[0].set(xlabel=xlabel, ylabel="cross-entropy loss", title="loss (▽ lowest mean test loss)")
+    axes[0].set(xlabel=xlabel, ylabel="cross-entropy loss", title="loss (▼ lowest mean test loss)")
     axes[1].set(xlabel=xlabel, ylabel="accuracy %", title="accuracy")
     for ax in axes:
         ax.grid(alpha=0.3)

@@ -127,7 +127,7 @@ def main(argv=None):
             with torch.no_grad():
                 rows = {"input": val[0][:12]}
                 for key, name in ((("fc", 12), "with FC"), (("conv", 12), "conv-only")):
-                    rows[f"{name}\n(val L1 {runs[key][2]['val_l1']:.3f})"] = \
+                    rows[f"{name}\n(val L1 {runs[key][2]['val_l1']:.4f})"] = \
                         runs[key][0].eval()(val[0][:12].to(device)).cpu()
             plots.digit_grid(rows, run.path("figures", f"{NAME}_fc_ablation.png"), per_row=12,
                              title=f"FC layer at the coarsest level vs conv-only, d = 12, {e} epochs each "
