@@ -141,9 +141,9 @@ def few_shot(images: torch.Tensor, labels: torch.Tensor, n: int = FEW_SHOT_SIZE)
     return images[idx], labels[idx]
 
 
-def subset(images: torch.Tensor, labels: torch.Tensor, n: int | None):
-    """The first n examples (all if n is None); used by --quick runs."""
-    return (images, labels) if n is None else (images[:n], labels[:n])
+def subset(images: torch.Tensor, labels: torch.Tensor, n: int):
+    """The first n examples; used by --quick runs."""
+    return images[:n], labels[:n]
 
 
 def validation_indices(n_train: int) -> range:

@@ -12,6 +12,7 @@ from data import FEW_SHOT_SIZE, describe_validation, few_shot, load_splits, rand
 from models import MLP, Encoder
 from train import fit, seed_everything
 
+
 @dataclass(frozen=True)
 class Recipe:
     """How the classifier is trained on the 100 images. encoder: 'train' (everything trains) or
@@ -82,12 +83,12 @@ def train_recipe(model, recipe: Recipe, data, device, generator, label: str, eva
     `eval_every` epochs and after the last (default: only after the last, as evaluating 10,000 test
     images costs as much as ~100 training steps); validation after the last epoch."""
     train, val, test = data
-    encoder, mlp = model
+    encoder = model[0]
     common = dict(objective="ce", batch_size=recipe.batch_size, device=device, generator=generator, eval_train=True,
                   schedule=recipe.schedule, augment=random_affine if recipe.augment else None, val=val, label=label)
     if recipe.encoder == "frozen":  # only the MLP trains; fit() keeps the encoder in eval mode
         encoder.requires_grad_(False)
-        common |= {"params": list(mlp.parameters()), "frozen": (encoder,)}
+        common["frozen"] = (encoder,)
     return fit(model, train, test, epochs=recipe.epochs, lr=recipe.lr, eval_every=eval_every or recipe.epochs, **common)
 
 

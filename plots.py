@@ -60,8 +60,8 @@ def digit_grid(rows: dict[str, "np.ndarray"], path, per_row: int = 15, title: st
                numbered: bool = False) -> None:
     """Blocks of labelled rows of 28x28 digits, drawn as one image: block b shows digits b*per_row ...
     of every entry of `rows`, one row per entry (2-pixel white gaps); numbered writes each digit's
-    number (1, 2, ...) above the block's first row. At full text width a digit is (TEXT_WIDTH - 1.1)
-    / per_row inches wide (9 mm for 15 per row)."""
+    number (1, 2, ...) above the block's first row. At full text width a digit is about
+    (TEXT_WIDTH - 1.13) / per_row inches wide (9 mm for 15 per row)."""
     rows = {k: np.asarray(v).reshape(-1, 28, 28) for k, v in rows.items()}
     n = len(next(iter(rows.values())))
     inch = (TEXT_WIDTH - 1.13) / (per_row * 30 - 2)  # inches per pixel
@@ -104,8 +104,7 @@ def bars(groups: dict[str, list[float]], labels: list[str], path, ylabel: str, t
 
 def xy_curve(x: list[int], series: dict[str, list[float]], errors: dict[str, list[float]], path, xlabel: str,
              ylabel: str, title: str) -> None:
-    """Lines y(x) with error bars against sizes that are powers of two (a log2 axis spaces them evenly,
-    labelled with the sizes)."""
+    """Lines y(x) with error bars against sizes on a log2 axis (doublings evenly spaced), labelled with the sizes."""
     fig, ax = plt.subplots(figsize=(4.2, 2.8))
     for name, y in series.items():
         ax.errorbar(x, y, yerr=errors[name], fmt="o-", ms=4, capsize=3, label=name)
@@ -131,11 +130,11 @@ def mean_band(runs: dict[str, list[list[dict]]], path, title: str, x_key: str = 
         for ax, metric, scale in ((axes[0], "loss", 1), (axes[1], "accuracy", 100)):
             for split, style in (("train", "--"), ("test", "-")):
                 y = scale * np.array([[r[f"{split}_{metric}"] for r in h] for h in histories])
-                lowest = y.mean(0).min()
-                label = f"{name}, {split}" + (f" (lowest {lowest:.3f})" if split == "test" else "")
+                lowest = (split, metric) == ("test", "loss")
+                label = f"{name}, {split}" + (f" (lowest {y.mean(0).min():.3f})" if lowest else "")
                 ax.plot(x, y.mean(0), style, color=color, label=label)
                 ax.fill_between(x, y.min(0), y.max(0), color=color, alpha=0.15 if split == "test" else 0.07, lw=0)
-                if metric == "loss" and split == "test":  # a marker just above the lowest point, pointing at it
+                if lowest:  # a marker just above the lowest point, pointing at it
                     k, above = int(y.mean(0).argmin()), offset_copy(ax.transData, fig, y=6, units="points")
                     ax.plot(x[k], y.mean(0)[k], "v", color=color, ms=7, transform=above)
     xlabel = "training time (s)" if x_key == "seconds" else x_key

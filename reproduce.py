@@ -1,7 +1,7 @@
 """Reproduce everything: Tasks 1-5 and the Q2 measurement in order, then the report ex2.pdf.
 
     python reproduce.py           # full runs into figures/, results/, checkpoints/ and ex2.pdf
-    python reproduce.py --quick   # the whole chain in about a minute, into runs/quick/ (committed outputs untouched)
+    python reproduce.py --quick   # the whole chain in about 1.5 minutes, into runs/quick/ (committed outputs untouched)
 """
 import signal
 import sys

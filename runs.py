@@ -62,9 +62,8 @@ def out_root(args) -> Path:
 @contextlib.contextmanager
 def locked(root: Path):
     """Hold <root>/.lock (guarantee b); the kernel releases it when the process dies: no stale lock."""
-    for folder in (root, *(root / kind for kind in KINDS)):
-        if folder.exists() and not folder.is_dir():
-            raise UserError(f"{folder} is a file, not a folder; move it away or pass another --out-dir")
+    if file := next((f for f in (root, *(root / kind for kind in KINDS)) if f.exists() and not f.is_dir()), None):
+        raise UserError(f"{file} is a file, not a folder; move it away or pass another --out-dir")
     try:
         root.mkdir(parents=True, exist_ok=True)
         f = open(root / ".lock", "a+")
@@ -98,16 +97,16 @@ class Run:
 
     def write_results(self, filename: str, obj: dict, device: torch.device) -> None:
         """obj + run_id + environment: what ran where, and the script's wall-clock seconds."""
-        env = {"wall_seconds": time.perf_counter() - self.started, "torch": torch.__version__,
-               "python": platform.python_version(), "platform": platform.platform(), "device": str(device),
+        env = {"wall_seconds": time.perf_counter() - self.started, "device": str(device), "torch": torch.__version__,
+               "python": platform.python_version(), "platform": platform.platform(),
                "cpu_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:])}
         write_json(self.path("results", filename), obj | {"run_id": self.run_id, "environment": env})
 
     def commit(self) -> None:
-        """Move the staged files into place, results last, and remove this task's earlier outputs
-        that this run did not write (said in one line). A signal meanwhile waits for the end."""
+        """Move the staged files into place, results last; remove (and name) this task's earlier outputs
+        that this run did not write. A signal meanwhile waits for the end."""
         pending = []
         held = {s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
         try:

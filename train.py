@@ -81,14 +81,14 @@ def make_optimizer(params, lr: float, weight_decay: float) -> torch.optim.Optimi
 
 def fit(model: nn.Module, train: tuple, test: tuple, *, objective: str, epochs: int, batch_size: int,
         lr: float, device: torch.device, generator: torch.Generator, weight_decay: float = 1e-4,
-        params=None, frozen: tuple[nn.Module, ...] = (), augment: Callable | None = None,
+        frozen: tuple[nn.Module, ...] = (), augment: Callable | None = None,
         val: tuple | None = None, eval_every: int = 1,
         eval_train: bool = False, schedule: str = "onecycle", log=print, label: str = "") -> list[dict]:
     """Train `model` on `train` = (x, y); evaluate on `test` every `eval_every` epochs and after the
     last, and on `val` after the last.
 
-    AdamW on `params` (default: all parameters that require grad). `frozen` modules are kept in
-    eval mode (BatchNorm statistics frozen too).
+    AdamW on the parameters that require grad (a caller freezes a module with requires_grad_(False));
+    `frozen` modules are kept in eval mode too (BatchNorm statistics frozen).
     `augment(x, generator)` transforms each training batch. schedule 'onecycle' warms the
     learning rate up and anneals it to ~0 by the last step; 'constant' keeps it. If eval_train,
     the train metrics are a clean eval-mode pass over the train set, else the running mean of
@@ -103,7 +103,7 @@ def fit(model: nn.Module, train: tuple, test: tuple, *, objective: str, epochs: 
     x_train, y_train = train
     # channels_last makes the CPU convolutions ~1.5x faster here (measured); harmless elsewhere
     model.to(device, memory_format=torch.channels_last)
-    optimizer = make_optimizer(params if params is not None else model.parameters(), lr, weight_decay)
+    optimizer = make_optimizer(model.parameters(), lr, weight_decay)
     steps_per_epoch = math.ceil(len(x_train) / batch_size)
     scheduler = None
     if schedule == "onecycle":

@@ -52,7 +52,7 @@ def train_decoder(encoder: nn.Module, args, train, test, device, label: str):
     decoder = Decoder(encoder.latent_dim, encoder.channels, encoder.fc)
     history = fit(nn.Sequential(encoder, decoder), train, test, objective="l1", epochs=args.epochs,
                   batch_size=args.batch_size, lr=args.lr, device=device, generator=generator,
-                  params=decoder.parameters(), frozen=(encoder,), label=label)
+                  frozen=(encoder,), label=label)
     return decoder, history
 
 

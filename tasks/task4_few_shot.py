@@ -8,9 +8,10 @@ observed."
 Story: keep the first 100 training images (torch.arange(100)) and hold out the validation images
 50000..59999 -> the plain set-up: for each of 5 seeds (same images; initialisation and shuffling
 change) train Task 2's classifier architecture with a constant learning rate, evaluating on the
-full test set after every epoch (loss and accuracy against training time, and over-fitting) ->
-the augmented recipe (random affine, one-cycle schedule) -> the recipe with the best validation
-accuracy is the chosen one; the test set only reports -> figures and results/task4_few_shot.json.
+full test set every 2 epochs (loss and accuracy against training time, and over-fitting) -> the
+augmented recipe (random affine, one-cycle schedule) and its schedule without the augmentation
+("schedule only") -> the recipe with the best validation accuracy is the chosen one; the test set
+only reports -> figure and results/task4_few_shot.json.
 """
 import sys
 from pathlib import Path

@@ -9,9 +9,9 @@ Story: load Task 1's encoder and Task 4's results (each produced first if missin
 like-for-like comparison: Task 4's images, seeds and schedule, the encoder started from the AE
 weights (checked equal), a freshly initialised MLP, everything fine-tuned -> the other recipes:
 augmented, and a frozen encoder (plain and augmented) -> the recipe with the best validation
-accuracy is the chosen one -> what
-pre-training adds under the same recipe -> how well the AEs of Task 1's latent sweep (d = 2..32)
-transfer with a frozen encoder -> figures and results/task5_transfer_learning.json.
+accuracy is the chosen one -> what pre-training adds under the same recipe -> how well the AEs of
+Task 1's latent sweep (d = 2..32) transfer with a frozen encoder -> figures and
+results/task5_transfer_learning.json.
 """
 import sys
 from pathlib import Path

@@ -13,7 +13,7 @@ seconds. Tolerances: 2 % of the best validation L1 (Tasks 1 and 3); 0.1 points o
 accuracy for Task 2 (about 1.4 binomial standard errors at 99.5 % on 10,000 images); for the
 few-shot schedules (3 seeds) one standard error of the best setting's mean.
 
-    python tasks/tune.py           # about 45 minutes on 2 cores: results/tuning.json
+    python tasks/tune.py           # about 40 minutes on 2 cores: results/tuning.json
 """
 import sys
 from pathlib import Path

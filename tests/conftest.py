@@ -67,8 +67,6 @@ def _watch_fit(module, step: str, record):
     real = module.fit
 
     def spy(model, train, test, **kwargs):
-        if kwargs.get("params") is not None:
-            kwargs["params"] = list(kwargs["params"])  # passed on as it was, just not consumed by the record
         FIT_CALLS.setdefault(step[0], []).append(record(model, train, kwargs))
         return real(model, train, test, **kwargs)
     return mock.patch.object(module, "fit", spy)
@@ -76,16 +74,14 @@ def _watch_fit(module, step: str, record):
 
 def _decoder_call(model, train, kwargs) -> dict:
     encoder, decoder = model
-    return {"params": {id(p) for p in kwargs["params"] if p.requires_grad},
+    return {"params": {id(p) for p in model.parameters() if p.requires_grad},  # what the optimiser will hold
             "decoder": {id(p) for p in decoder.parameters()}, "frozen": kwargs["frozen"], "encoder": encoder}
 
 
 def _few_shot_call(model, train, kwargs) -> dict:
     """The train images, the encoder and MLP states and the trainable parameters at the start of a call."""
     enc, mlp = model
-    params = list(kwargs.get("params") or model.parameters())
-    if params and isinstance(params[0], dict):
-        params = [p for g in params for p in g["params"]]
+    params = list(model.parameters())
     return {"x": train[0].clone(), "latent_dim": enc.latent_dim, "label": kwargs.get("label", ""),
             "encoder": {k: v.clone() for k, v in enc.state_dict().items()},
             "mlp": {k: v.clone() for k, v in mlp.state_dict().items()},
