@@ -63,6 +63,17 @@ def base_parser(description: str, *, epochs: int | None = None, batch_size: int 
     return p
 
 
+def out_root(args) -> Path:
+    """--out-dir, else the repo root (runs/quick/ with --quick)."""
+    return Path(args.out_dir).expanduser().resolve() if args.out_dir else REPO / "runs" / "quick" if args.quick else REPO
+
+
+def passed_on(args) -> list[str]:
+    """The flags a run gives the scripts it starts: the same out-dir, seed, device and data (and --quick)."""
+    return (["--out-dir", str(out_root(args)), "--seed", str(args.seed), "--device", args.device]
+            + (["--data-dir", args.data_dir] if args.data_dir else []) + (["--quick"] if args.quick else []))
+
+
 def run_script(script: str, flags: list[str], grace: float = 5.0) -> int:
     """Run `python <script> <flags>` from the repo; a signal to us is passed on to it (it then drops
     its staged outputs) unless it stops by itself within `grace` seconds. Returns its exit status."""

@@ -6,9 +6,8 @@
 import signal
 import sys
 import time
-from pathlib import Path
 
-from cli import REPO, base_parser, run_script
+from cli import base_parser, out_root, passed_on, run_script
 
 TASKS = ("task1_autoencoder", "task2_classifier", "task3_classifier_decoding", "q2_equivariance", "task4_few_shot",
          "task5_transfer_learning")
@@ -20,11 +19,8 @@ def parse_args(argv=None):
 
 def steps(args) -> list[tuple[str, list[str]]]:
     """(script, flags) of every step, in order: the tasks, then the report."""
-    out_dir = Path(args.out_dir).resolve() if args.out_dir else (REPO / "runs" / "quick" if args.quick else REPO)
-    flags = ["--out-dir", str(out_dir), "--device", args.device, "--seed", str(args.seed)]
-    flags += (["--quick"] if args.quick else []) + (["--data-dir", args.data_dir] if args.data_dir else [])
-    return [(f"tasks/{t}.py", flags) for t in TASKS] + [
-        ("report/build.py", ["--out-dir", str(out_dir)] if args.out_dir or args.quick else [])]
+    return [(f"tasks/{t}.py", passed_on(args)) for t in TASKS] + [
+        ("report/build.py", ["--out-dir", str(out_root(args))] if args.out_dir or args.quick else [])]
 
 
 def main(argv=None):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from cli import REPO, run_script
+from cli import out_root, passed_on, run_script
 from data import DatasetError
 from models import CheckpointError, Encoder, architecture, load_checkpoint
 
@@ -52,11 +52,6 @@ def read_json(path: Path, fix: str = "rerun the task that writes it") -> dict:
 
 def write_json(path: Path, obj: dict) -> None:
     Path(path).write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n")  # NaN is a bug upstream
-
-
-def out_root(args) -> Path:
-    """--out-dir, else the repo root (runs/quick/ with --quick)."""
-    return Path(args.out_dir).expanduser().resolve() if args.out_dir else REPO / "runs" / "quick" if args.quick else REPO
 
 
 @contextlib.contextmanager
@@ -155,15 +150,13 @@ def prerequisite(name: str, args, extra: tuple[str, ...] = (), checkpoint: bool 
     """A prerequisite task's (modules, results): trained first by its own script if missing (before
     this run takes its lock), refused in one line naming the command that retrains it if it is of
     another architecture, malformed, or its checkpoint and results come from different runs."""
-    root = out_root(args)
-    flags = ["--seed", str(args.seed), "--device", args.device, "--out-dir", str(root), *extra]
-    flags += (["--data-dir", args.data_dir] if args.data_dir else []) + (["--quick"] if args.quick else [])
+    root, flags = out_root(args), passed_on(args) + list(extra)
     ckpt_path, results_path = root / "checkpoints" / f"{name}.pt", root / "results" / f"{name}.json"
     if not (ckpt_path if checkpoint else results_path).exists():
         print(f"{ckpt_path if checkpoint else results_path} not found; running tasks/{name}.py first")
         if status := run_script(f"tasks/{name}.py", flags):
             sys.exit(status)  # its own one-line message above says what went wrong
-    fix = "retrain it with `" + " ".join(["python", f"tasks/{name}.py", *flags[flags.index("--out-dir"):]]) + "`"
+    fix = f"retrain it with `python tasks/{name}.py {' '.join(flags)}`"
     results = read_json(results_path, fix)
     if not checkpoint:
         return None, results

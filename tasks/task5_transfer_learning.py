@@ -20,10 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python t
 
 import fewshot
 import plots
-from cli import base_parser
+from cli import base_parser, out_root
 from data import FEW_SHOT_SIZE
 from models import load_checkpoint
-from runs import UserError, open_run, out_root, prerequisite, run_main
+from runs import UserError, open_run, prerequisite, run_main
 from train import pick_device
 
 NAME = "task5_transfer_learning"

@@ -206,7 +206,7 @@ def test_a_missing_prerequisite_is_trained_by_its_own_script_with_its_defaults(t
     assert info.value.code == 1
     (script, flags), = calls
     assert script == "tasks/task1_autoencoder.py" and "--explore-epochs" not in flags  # its default exploration
-    assert flags == ["--seed", "3", "--device", "cpu", "--out-dir", str(tmp_path), "--quick"]
+    assert flags == ["--out-dir", str(tmp_path), "--seed", "3", "--device", "cpu", "--quick"]
 
 
 def test_a_prerequisite_of_another_architecture_is_refused_and_kept(task1_done, tmp_path):
