@@ -1,17 +1,20 @@
-"""The latent analysis of Tasks 3 and Q2: encode and decode in batches, the geometry of a latent
-space (within-class spread, between-class separation, nearest-class-mean and linear-probe
-accuracy), simple style measures of digits and the held-out R^2 with which a linear map recovers
-them from a code. Every function is pure: tensors in, numbers out."""
+"""The latent analysis of Task 3 (and extras/q2_equivariance.py): encode and decode in batches, the
+geometry of a latent space (within-class spread, between-class separation, nearest-class-mean and
+linear-probe accuracy), simple style measures of digits and the held-out R^2 with which a linear
+map recovers them from a code. Tensors in, numbers out."""
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from train import eval_mode
+
 
 @torch.no_grad()
 def apply_batched(module: nn.Module, x: torch.Tensor, device, batch_size: int = 1000) -> torch.Tensor:
-    """module(x) in eval mode, in batches, back on the CPU: encode or decode a whole split."""
-    module.eval()
-    return torch.cat([module(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
+    """module(x) on `device` in eval mode (every mode restored after), in batches, back on the CPU:
+    encode or decode a whole split."""
+    with eval_mode(module.to(device)):
+        return torch.cat([module(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
 
 
 def latent_geometry(z_train, y_train, z_test, y_test, seed: int) -> dict:

@@ -26,8 +26,8 @@ the digit). The FC layer instead gives each of the d numbers its own weights ove
 ``Encoder(fc=False)`` is that conv-only variant (d must then be a multiple of 4), kept for the
 comparison in Task 1.
 
-``load_pretrained(path)`` rebuilds the trained modules of a checkpoint (e.g. in a notebook);
-``save_checkpoint`` / ``load_checkpoint`` are the tasks' writer and checked reader.
+``load_pretrained(path)`` rebuilds the trained modules of a checkpoint (in a notebook, or in a task
+that builds on another); train.save_checkpoint writes one.
 """
 from pathlib import Path
 
@@ -36,7 +36,7 @@ from torch import nn
 
 
 def conv_block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
-    """3x3 convolution + BatchNorm + ReLU; stride 2 halves the resolution (padding 1)."""
+    """3x3 convolution + BatchNorm + ReLU; stride 2 halves the resolution (28 -> 14 -> 7 -> 4 with padding 1)."""
     return nn.Sequential(
         nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
         nn.BatchNorm2d(c_out),
@@ -45,7 +45,8 @@ def conv_block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
 
 
 def up_block(c_in: int, c_out: int, kernel: int = 4, padding: int = 1) -> nn.Sequential:
-    """Transposed convolution with stride 2 (doubles the resolution) + BatchNorm + ReLU."""
+    """Transposed convolution with stride 2 + BatchNorm + ReLU: kernel 4 doubles the resolution
+    (7 -> 14 -> 28), kernel 3 with padding 1 gives 2k - 1 (4 -> 7, in the conv-only decoder)."""
     return nn.Sequential(
         nn.ConvTranspose2d(c_in, c_out, kernel, stride=2, padding=padding, bias=False),
         nn.BatchNorm2d(c_out),
@@ -67,18 +68,18 @@ class Encoder(nn.Module):
             conv_block(c2, c2, 2),  # 7x7, the coarsest level
         )
         if fc:
-            self.head = nn.Sequential(nn.Flatten(), nn.Linear(c2 * 7 * 7, latent_dim))
+            self.to_latent = nn.Sequential(nn.Flatten(), nn.Linear(c2 * 7 * 7, latent_dim))
         else:
             if latent_dim % 4:
                 raise ValueError(f"the conv-only encoder needs latent_dim divisible by 4, got {latent_dim}")
-            self.head = nn.Sequential(
+            self.to_latent = nn.Sequential(
                 conv_block(c2, c2, 2),                                     # 4x4
                 nn.Conv2d(c2, latent_dim // 4, 3, stride=2, padding=1),   # (d/4)x2x2
                 nn.Flatten(),
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        return self.to_latent(self.features(x))
 
 
 class Decoder(nn.Module):
@@ -89,13 +90,13 @@ class Decoder(nn.Module):
         c1, c2 = channels
         self.latent_dim, self.channels, self.fc = latent_dim, tuple(channels), fc
         if fc:
-            self.head = nn.Sequential(
+            self.from_latent = nn.Sequential(
                 nn.Linear(latent_dim, c2 * 7 * 7), nn.ReLU(inplace=True), nn.Unflatten(1, (c2, 7, 7))
             )
         else:
             if latent_dim % 4:
                 raise ValueError(f"the conv-only decoder needs latent_dim divisible by 4, got {latent_dim}")
-            self.head = nn.Sequential(
+            self.from_latent = nn.Sequential(
                 nn.Unflatten(1, (latent_dim // 4, 2, 2)),
                 up_block(latent_dim // 4, c2),            # 4x4
                 up_block(c2, c2, kernel=3, padding=1),     # 7x7
@@ -109,7 +110,7 @@ class Decoder(nn.Module):
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.features(self.head(z))
+        return self.features(self.from_latent(z))
 
 
 class MLP(nn.Module):
@@ -134,17 +135,12 @@ def count_parameters(module: nn.Module) -> int:
 
 
 # ----------------------------------------------------------------------------- checkpoints
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used; the one-line message names the file and says what to do."""
-
-
-class CheckpointMissing(CheckpointError, FileNotFoundError):
-    """The checkpoint file does not exist."""
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing or unusable; the message names the file and what to do."""
 
 
 def architecture(modules: dict[str, nn.Module]) -> dict:
-    """The one architecture record of a checkpoint, read off its modules: latent_dim, channels, fc
-    (encoder/decoder) and hidden (MLP). Building each module again from it gives the same shapes."""
+    """The sizes that rebuild the modules of a checkpoint: latent_dim, channels, fc and hidden."""
     arch = {}
     for m in modules.values():
         if isinstance(m, (Encoder, Decoder)):
@@ -157,60 +153,25 @@ def architecture(modules: dict[str, nn.Module]) -> dict:
 BUILD = {  # module name in a checkpoint -> a fresh module of the recorded architecture
     "encoder": lambda a: Encoder(a["latent_dim"], tuple(a["channels"]), a["fc"]),
     "decoder": lambda a: Decoder(a["latent_dim"], tuple(a["channels"]), a["fc"]),
-    "mlp": lambda a: MLP(a["latent_dim"], a.get("hidden", 128)),
+    "mlp": lambda a: MLP(a["latent_dim"], a["hidden"]),
 }
 
 
-def save_checkpoint(path, modules: dict[str, nn.Module], run_id: str | None = None, **extra) -> None:
-    """{'config': architecture(modules) | extra, 'state_dict': {name: state_dict}, 'run_id': run_id}."""
-    state = {name: {k: v.detach().cpu() for k, v in m.state_dict().items()} for name, m in modules.items()}
-    with open(path, "wb") as f:  # a file object: the same bytes for the same weights
-        torch.save({"config": architecture(modules) | extra, "state_dict": state, "run_id": run_id}, f)
-
-
-def load_checkpoint(path, expect: dict | None = None, fix: str = "rerun the task that wrote it"):
-    """(modules, checkpoint): the modules of a checkpoint rebuilt from its architecture record, on
-    the CPU and in eval mode, and the raw checkpoint (its 'config' and 'run_id'). The keys of
-    `expect` must match the record. Anything wrong raises CheckpointError, one sentence naming the
-    file and ending in `fix` (CheckpointMissing, also a FileNotFoundError, if there is no file)."""
+def load_pretrained(path, fix: str = "rerun the task that wrote it") -> dict[str, nn.Module]:
+    """The trained modules of a checkpoint ({'config': sizes, 'state_dict': {name: state_dict}}), rebuilt
+    on the CPU in eval mode: {'encoder', 'decoder'} for checkpoints/task1_autoencoder.pt, {'encoder',
+    'mlp'} for task2_classifier.pt, {'decoder'} for task3_classifier_decoding.pt. A missing or
+    unusable file raises CheckpointError, one line that names it and ends in `fix`."""
     path = Path(path)
-
-    def fail(problem: str, cls=CheckpointError):
-        return cls(f"checkpoint {path} {problem}; {fix}.")
-
     if not path.is_file():
-        raise fail("not found", CheckpointMissing)
+        raise CheckpointError(f"checkpoint {path} not found; {fix}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise fail(f"could not be read by torch.load ({type(exc).__name__})") from None
-    arch, states = (ckpt.get("config"), ckpt.get("state_dict")) if isinstance(ckpt, dict) else (None, None)
-    if not isinstance(arch, dict) or not isinstance(states, dict) or not states:
-        raise fail("is not a dict with a 'config' and a 'state_dict' of named modules")
-    for key, value in (expect or {}).items():
-        if arch.get(key) != value:
-            raise fail(f"was built with {key}={arch.get(key)}, expected {value}")
-    modules = {}
-    for name, state in states.items():
-        if name not in BUILD:
-            raise fail(f"holds an unknown module {name!r} (expected one of {', '.join(BUILD)})")
-        try:
-            module = BUILD[name](arch)
-            module.load_state_dict(state)
-        except KeyError as exc:
-            raise fail(f"has no {exc} in its config, needed to build the {name}") from None
-        except Exception as exc:  # a config that builds nothing; missing, unexpected or wrongly shaped weights
-            lines = str(exc).splitlines()
-            detail = "; ".join(line.strip().rstrip(". ") for line in lines[1:3] or lines[:1])
-            raise fail(f"has a {name} config or weights that do not fit ({detail})") from None
-        if not all(v.isfinite().all() for v in module.state_dict().values() if v.is_floating_point()):
-            raise fail(f"has non-finite {name} weights")
-        modules[name] = module.eval()
-    return modules, ckpt
-
-
-def load_pretrained(path) -> dict[str, nn.Module]:
-    """The trained modules of a checkpoint (the notebook's entry point), e.g. {'encoder', 'decoder'}
-    for checkpoints/task1_autoencoder.pt, {'encoder', 'mlp'} for task2_classifier.pt and
-    {'decoder'} for task3_classifier_decoding.pt; in eval mode, on the CPU."""
-    return load_checkpoint(path)[0]
+        modules = {name: BUILD[name](ckpt["config"]) for name in ckpt["state_dict"]}
+        for name, module in modules.items():
+            module.load_state_dict(ckpt["state_dict"][name])
+    except Exception as exc:  # not a torch file, another architecture, missing or misshapen weights
+        detail = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
+        raise CheckpointError(f"checkpoint {path} does not fit this code ({type(exc).__name__}: {detail}); "
+                              f"{fix}") from None
+    return {name: module.eval() for name, module in modules.items()}

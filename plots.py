@@ -1,4 +1,4 @@
-"""One helper per kind of figure; every figure is written as a PNG (into a run's staging folder).
+"""One helper per kind of figure; each is written whole as a PNG.
 
 Figures are drawn at the size the report places them (TEXT_WIDTH inches is the full text width
 of ex2.pdf), so every font size below is the printed size: nothing is smaller than 8 pt.
@@ -11,6 +11,8 @@ import numpy as np
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 from matplotlib.transforms import offset_copy
 
+from train import write_whole
+
 TEXT_WIDTH = 6.5  # inches: A4 with 2.2 cm margins, where ex2.typ places the figures at 100%
 COLORS = plt.get_cmap("tab10")
 plt.rcParams.update({"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "xtick.labelsize": 8,
@@ -22,37 +24,36 @@ def _save(fig, path, rect: tuple | None = (0, 0, 1, 1)) -> None:
     a PNG and close it."""
     if rect is not None:
         fig.tight_layout(rect=rect)
-    fig.savefig(path, dpi=200, format="png")
+    write_whole(path, lambda tmp: fig.savefig(tmp, dpi=200, format="png"))
     plt.close(fig)
 
 
-def _epoch_axis(ax) -> None:
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+def _epoch_axis(ax, epochs) -> None:
+    """Integer epoch ticks that include the last epoch."""
+    ticks = [t for t in MaxNLocator(integer=True, nbins=8).tick_values(1, max(epochs)) if 1 <= t < max(epochs)]
+    ax.set_xticks(sorted(set(ticks) | {max(epochs)}))
 
 
 def history_curves(history: list[dict], path, title: str) -> None:
-    """Train and test loss per epoch, and the error % if the history has accuracies, both on log
-    axes (the first epoch's values would squash the later ones on a linear axis)."""
+    """Train and test loss per epoch on a log axis (the first epoch's values would squash the later
+    ones), and the accuracy % if the history has accuracies. "train" is the eval-mode pass over the
+    first 10,000 training images that fit() records, comparable with the test pass."""
     has_acc = "test_accuracy" in history[0]
     fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(TEXT_WIDTH if has_acc else 4.2, 2.6), squeeze=False)
     epochs = [r["epoch"] for r in history]
-    ax = axes[0, 0]
-    ax.plot(epochs, [r["train_loss"] for r in history], "o-", ms=3, label="train")
-    ax.plot(epochs, [r["test_loss"] for r in history], "s-", ms=3, label="test")
-    ax.set(xlabel="epoch", ylabel="loss (log scale)", yscale="log", title=f"{title}: loss")
-    if has_acc:
-        ax = axes[0, 1]
-        ax.plot(epochs, [100 * (1 - r["train_accuracy"]) for r in history], "o-", ms=3, label="train")
-        ax.plot(epochs, [100 * (1 - r["test_accuracy"]) for r in history], "s-", ms=3, label="test")
-        ax.set(xlabel="epoch", ylabel="error % (log scale)", yscale="log",
-               title=f"error % (final test accuracy {100 * history[-1]['test_accuracy']:.2f}%)")
-    for ax in axes[0]:  # log ticks at 1, 2, 3, 5 x 10^k, written as plain numbers
-        ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 3, 5)))
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.yaxis.set_minor_formatter(NullFormatter())
+    panels = [("loss", 1, "loss (log scale)")] + ([("accuracy", 100, "accuracy %")] if has_acc else [])
+    for ax, (metric, scale, ylabel) in zip(axes[0], panels):
+        for split, style, name in (("train", "o-", "train (10,000 images)"), ("test", "s-", "test")):
+            ax.plot(epochs, [scale * r[f"{split}_{metric}"] for r in history], style, ms=3, label=name)
+        ax.set(xlabel="epoch", ylabel=ylabel, title=f"{title}: {metric}")
         ax.legend()
         ax.grid(alpha=0.3, which="both")
-        _epoch_axis(ax)
+        _epoch_axis(ax, epochs)
+    ax = axes[0, 0]  # log ticks at 1, 2, 3, 5 x 10^k, written as plain numbers
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 3, 5)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
     _save(fig, path)
 
 
@@ -102,23 +103,6 @@ def bars(groups: dict[str, list[float]], labels: list[str], path, ylabel: str, t
     _save(fig, path)
 
 
-def xy_curve(x: list[int], series: dict[str, list[float]], errors: dict[str, list[float]], path, xlabel: str,
-             ylabel: str, title: str) -> None:
-    """Lines y(x) with error bars against sizes on a log2 axis (doublings evenly spaced), labelled with the sizes."""
-    fig, ax = plt.subplots(figsize=(4.2, 2.8))
-    for name, y in series.items():
-        ax.errorbar(x, y, yerr=errors[name], fmt="o-", ms=4, capsize=3, label=name)
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(x, [str(v) for v in x])
-    ax.minorticks_off()
-    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
-    ax.margins(x=0.12, y=0.15)
-    if len(series) > 1:
-        ax.legend()
-    ax.grid(alpha=0.3)
-    _save(fig, path)
-
-
 def mean_band(runs: dict[str, list[list[dict]]], path, title: str, x_key: str = "epoch") -> None:
     """For each experiment (a list of per-seed histories): mean curve and min-max band of the loss
     and the accuracy (linear axes), train dashed and test solid, against `x_key` (epoch or
@@ -143,7 +127,7 @@ def mean_band(runs: dict[str, list[list[dict]]], path, title: str, x_key: str = 
     for ax in axes:
         ax.grid(alpha=0.3)
         if x_key == "epoch":
-            _epoch_axis(ax)
+            _epoch_axis(ax, x)
     handles, labels = axes[0].get_legend_handles_labels()
     ncol = 2 if len(labels) > 2 else len(labels)
     rows = (len(labels) + ncol - 1) // ncol

@@ -1,40 +1,49 @@
-"""Reproduce everything: Tasks 1-5 and the Q2 measurement in order, then the report ex2.pdf.
+"""Reproduce the exercise: Tasks 1-5 in order, then the report ex2.pdf; --extras adds what goes beyond it.
 
-    python reproduce.py           # full runs into figures/, results/, checkpoints/ and ex2.pdf
-    python reproduce.py --quick   # the whole chain in about 1.5 minutes, into runs/quick/ (committed outputs untouched)
+    python reproduce.py                  # the five tasks and ex2.pdf, into figures/, results/, checkpoints/
+    python reproduce.py --extras         # also extras/: the latent-size sweep and the Q2 measurement
+    python reproduce.py --quick          # the whole chain in about a minute, into runs/quick/
+
+The validation study (python tune.py) that chose the tasks' settings is not part of it.
 """
-import signal
+import argparse
+import subprocess
 import sys
 import time
+from pathlib import Path
 
-from cli import base_parser, out_root, passed_on, run_script
+REPO = Path(__file__).resolve().parent
 
-TASKS = ("task1_autoencoder", "task2_classifier", "task3_classifier_decoding", "q2_equivariance", "task4_few_shot",
-         "task5_transfer_learning")
+TASKS = ("tasks/task1_autoencoder.py", "tasks/task2_classifier.py", "tasks/task3_classifier_decoding.py",
+         "tasks/task4_few_shot.py", "tasks/task5_transfer_learning.py")
+EXTRAS = ("extras/latent_sweep.py", "extras/q2_equivariance.py")
 
 
 def parse_args(argv=None):
-    return base_parser(__doc__.splitlines()[0]).parse_args(argv)
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--extras", action="store_true", help="also run extras/ (default: off)")
+    p.add_argument("--quick", action="store_true", help="smoke runs on a small subset, into runs/quick/")
+    p.add_argument("--device", default="auto", help="passed on to every script (default: auto)")
+    p.add_argument("--data-dir", help="passed on: the folder holding MNIST/raw/ (default: $MNIST_ROOT, else data/)")
+    p.add_argument("--out-dir", help="passed on: where the outputs go (default: the repository; runs/quick/ with --quick)")
+    return p.parse_args(argv)
 
 
 def steps(args) -> list[tuple[str, list[str]]]:
-    """(script, flags) of every step, in order: the tasks, then the report."""
-    return [(f"tasks/{t}.py", passed_on(args)) for t in TASKS] + [
-        ("report/build.py", ["--out-dir", str(out_root(args))] if args.out_dir or args.quick else [])]
+    """(script, flags) of every step, in order."""
+    flags = ["--device", args.device] + ["--quick"] * args.quick
+    flags += ["--data-dir", args.data_dir] * bool(args.data_dir) + ["--out-dir", args.out_dir] * bool(args.out_dir)
+    report = ["--out-dir", args.out_dir or str(REPO / "runs" / "quick")] if args.out_dir or args.quick else []
+    return [(s, flags) for s in TASKS + EXTRAS * args.extras] + [("report/build.py", report)]
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # run_script passes it on to the running step
-    start, step = time.perf_counter(), None
-    try:
-        for step, flags in steps(args):
-            print(f"== {step} ({time.perf_counter() - start:.0f}s)", flush=True)
-            if status := run_script(step, flags):
-                sys.exit(f"error: {step} failed (exit status {status}); see its message above")
-    except KeyboardInterrupt:
-        sys.exit(f"interrupted during {step}; the steps before it finished and kept their outputs")
-    print(f"== done in {time.perf_counter() - start:.0f}s")
+    args, start = parse_args(argv), time.perf_counter()
+    for script, flags in steps(args):
+        print(f"== {script} ({time.perf_counter() - start:.0f} s)", flush=True)
+        if subprocess.run([sys.executable, str(REPO / script), *flags]).returncode:
+            sys.exit(f"error: {script} failed; see its message above")
+    print(f"== done in {time.perf_counter() - start:.0f} s")
 
 
 if __name__ == "__main__":

@@ -16,10 +16,9 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "report"))
 
 from build import build_pdf  # noqa: E402
-from cli import Parser, folder  # noqa: E402
-from runs import UserError, run_main  # noqa: E402
+from train import Parser, UserError, run  # noqa: E402
 
-CODE = ("*.py", "requirements.txt", "tasks/*.py", "report/*.py", "report/*.typ", "tests/*.py",
+CODE = ("*.py", "requirements.txt", "tasks/*.py", "extras/*.py", "report/*.py", "report/*.typ", "tests/*.py",
         "notebooks/*.ipynb")
 FIGURES = ("figures/*.png", "results/*.json")  # what ex2.pdf is built from and refers to (small)
 
@@ -54,7 +53,7 @@ def main(argv=None):
     p.add_argument("id2", type=user_id, help="second student's cse user name")
     p.add_argument("--name1", type=person_name, default="Name One", help="first student's name (default: Name One)")
     p.add_argument("--name2", type=person_name, default="Name Two", help="second student's name (default: Name Two)")
-    p.add_argument("--out", type=folder, default=None, help="folder to write the zip to (default: the repo root)")
+    p.add_argument("--out", default=None, help="folder to write the zip to (default: the repo root)")
     args = p.parse_args(argv)
     out = Path(args.out or REPO).expanduser().resolve()
     if not out.is_dir():
@@ -76,4 +75,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_main(main, "the zip")
+    run(main)

@@ -1,11 +1,11 @@
-"""Theory Q2, measured: how shift-equivariant are our trained encoders (Tasks 1 and 2)?
+"""Beyond the exercise: theory Q2, measured: how shift-equivariant are our trained encoders (Tasks 1 and 2)?
 
 The exercise: "TI. Explain whether each of the following layers are time/space invariant or not:
 a) Additive constant b) Pointwise nonlinearity (such as ReLU) c) Strided pooling by a factor > 1
 d) As a result, is a CNN composed of all these operators (+convolution) time invariant?" The
 report answers it in theory; this script measures it on the trained encoders.
 
-Story: load both trained encoders (each trained first if missing) -> shift every test digit right
+Story: load both trained encoders -> shift every test digit right
 by t = 0, 1, 2, 3, 4 and 8 pixels (zero fill) -> compare the 32x7x7 feature map before the FC
 layer with a shifted copy of the unshifted digit's map: for t a multiple of the stride product
 P = 4, with the map shifted by t/4 cells (exact equivariance on an infinite grid, up to the borders
@@ -14,17 +14,17 @@ here); for other t, with the best-matching integer shift of the map -> measure h
 a linear probe fitted on unshifted training codes) -> results/q2_equivariance.json.
 """
 import sys
+import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python tasks/...` from anywhere
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python extras/...` from anywhere
 
 import torch
 
 from analysis import apply_batched, fit_linear_probe
-from cli import base_parser
-from data import describe_validation, load_splits
-from runs import open_run, prerequisite, run_main
-from train import pick_device
+from data import load_splits
+from models import load_pretrained
+from train import load_results, parser, pick_device, prepare_out_dir, run, save_results
 
 NAME = "q2_equivariance"
 SHIFTS = (0, 1, 2, 3, 4, 8)
@@ -32,7 +32,7 @@ STRIDE_PRODUCT = 4  # two stride-2 convolutions: 28 -> 14 -> 7
 
 
 def parse_args(argv=None):
-    return base_parser(__doc__.splitlines()[0]).parse_args(argv)  # nothing trains here: no training flags
+    return parser(__doc__.splitlines()[0]).parse_args(argv)  # nothing trains here: no training flags
 
 
 def shift_right(x: torch.Tensor, t: int) -> torch.Tensor:
@@ -97,37 +97,30 @@ def measure(encoder, classify, x: torch.Tensor, y: torch.Tensor, device) -> dict
 
 def main(argv=None):
     args = parse_args(argv)
-    device = pick_device(args.device)
-    clf, clf_results = prerequisite("task2_classifier", args)
-    ae, ae_results = prerequisite("task1_autoencoder", args)
-    with open_run(NAME, args) as run:
-        (x_tr, y_tr), (x_te, y_te) = load_splits(args.data_dir, args.quick)
-        encoders = {"classifier": clf["encoder"].to(device), "autoencoder": ae["encoder"].to(device)}
-        mlp = clf["mlp"].to(device)
-        probe = fit_linear_probe(apply_batched(encoders["autoencoder"], x_tr, device), y_tr, args.seed)
+    device, out, started = pick_device(args.device), prepare_out_dir(args), time.perf_counter()
+    fix = "run python tasks/{}.py first"
+    clf = load_pretrained(out / "checkpoints" / "task2_classifier.pt", fix.format("task2_classifier"))
+    ae = load_pretrained(out / "checkpoints" / "task1_autoencoder.pt", fix.format("task1_autoencoder"))
+    shift = load_results(out / "results" / "task2_classifier.json", fix.format("task2_classifier"))["config"]["augment_shift"]
+    (x_tr, y_tr), (x_te, y_te) = load_splits(args.data_dir, args.quick)
+    encoders = {"classifier": clf["encoder"].to(device), "autoencoder": ae["encoder"].to(device)}
+    mlp = clf["mlp"].to(device).eval()
+    probe = fit_linear_probe(apply_batched(encoders["autoencoder"], x_tr, device), y_tr, args.seed)
 
-        with torch.inference_mode():
-            results = {
-                "classifier": measure(encoders["classifier"], lambda z: mlp(z.to(device)).argmax(1).cpu(), x_te, y_te,
-                                      device) | {"accuracy_from": "the classifier's own MLP",
-                                                 "trained_with_shifts_up_to": clf_results["config"]["augment_shift"]},
-                "autoencoder": measure(encoders["autoencoder"], probe, x_te, y_te, device)
-                | {"accuracy_from": "a linear probe fitted on unshifted training codes", "trained_with_shifts_up_to": 0},
-            }
-        for name, r in results.items():
-            for row in r["per_shift"]:
-                print(f"{name:11s} shift {row['shift']}: map error {row['feature_map_relative_error']:.3f} "
-                      f"(interior {row['feature_map_relative_error_interior']:.3f}, {row['map_shift_cells']} cells), "
-                      f"code change {row['code_relative_change']:.3f}, accuracy {100 * row['accuracy']:.1f}%")
-
-        run.write_results(f"{NAME}.json", {
-            "prerequisites": {"task1_autoencoder": ae_results["run_id"], "task2_classifier": clf_results["run_id"]},
-            "config": vars(args) | {"validation": describe_validation(len(x_tr)) | {"used_for": "nothing (no training)"},
-                                    "shifts": list(SHIFTS), "direction": "right, zero fill",
-                                    "stride_product": STRIDE_PRODUCT, "images": "the test set",
-                                    "interior": "the cells of the 7x7 map whose receptive field reads no padding"},
-            "final": results}, device)
+    with torch.inference_mode():
+        results = {
+            "classifier": measure(encoders["classifier"], lambda z: mlp(z.to(device)).argmax(1).cpu(), x_te, y_te,
+                                  device) | {"trained_with_shifts_up_to": shift},
+            "autoencoder": measure(encoders["autoencoder"], probe, x_te, y_te, device) | {"trained_with_shifts_up_to": 0},
+        }
+    for name, r in results.items():
+        for row in r["per_shift"]:
+            print(f"{name:11s} shift {row['shift']}: map error {row['feature_map_relative_error']:.3f} "
+                  f"(interior {row['feature_map_relative_error_interior']:.3f}, {row['map_shift_cells']} cells), "
+                  f"code change {row['code_relative_change']:.3f}, accuracy {100 * row['accuracy']:.1f}%")
+    save_results(out / "results" / f"{NAME}.json", args, device, started, final=results,
+                 measured={"shifts": list(SHIFTS), "stride_product": STRIDE_PRODUCT})
 
 
 if __name__ == "__main__":
-    run_main(main, NAME)
+    run(main)
