@@ -69,7 +69,8 @@ def main(argv=None):
                                        label="AE ")
     final = {"test_l1": history[-1]["test_loss"],
              "train_l1": evaluate(model, (x_train, x_train), F.l1_loss, device)["loss"],  # all 60,000, eval mode
-             "train_seconds": history[-1]["seconds"], "parameters": count_parameters(model)}
+             "train_seconds": history[-1]["seconds"], "parameters": count_parameters(model),
+             "train_images": len(x_train), "test_images": len(x_test)}
     print(f"AE d={args.latent_dim}: test L1 {final['test_l1']:.4f}, train L1 {final['train_l1']:.4f}, "
           f"{final['train_seconds']:.0f} s of training")
     save_checkpoint(out / "checkpoints" / f"{NAME}.pt", {"encoder": model[0], "decoder": model[1]})
