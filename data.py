@@ -1,4 +1,4 @@
-"""MNIST in memory as float32 tensors in [0, 1], the exercise's splits, batching and augmentation.
+"""MNIST in memory as float32 tensors in [0, 1], the exercise's splits, batching and the shift augmentation.
 
 torchvision.datasets.MNIST reads the dataset from ``<root>/MNIST/raw/``, where root is --data-dir,
 else the MNIST_ROOT environment variable, else data/ in the repository; it downloads the files
@@ -83,18 +83,3 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator | N
     cols = (torch.arange(w, device=x.device) + dx)[:, None, None, :]  # (b, 1, 1, w)
     bi, ci = torch.arange(b, device=x.device)[:, None, None, None], torch.arange(c, device=x.device)[None, :, None, None]
     return padded[bi, ci, rows, cols]
-
-
-def random_affine(x: torch.Tensor, generator: torch.Generator | None = None, degrees: float = 15.0,
-                  scale: float = 0.1, max_shift: float = 2.0) -> torch.Tensor:
-    """Each image rotated by U(-degrees, degrees), scaled by U(1 - scale, 1 + scale) and shifted by
-    U(-max_shift, max_shift) pixels in x and y (bilinear, zero fill), with fresh parameters per image
-    and call. Vectorised: one affine_grid + grid_sample per batch."""
-    b, _, h, w = x.shape
-    u = torch.rand(4, b, generator=generator) * 2 - 1  # on the CPU: the same stream on every device
-    angle, s = u[0] * degrees * torch.pi / 180, 1 + u[1] * scale
-    tx, ty = u[2] * max_shift * 2 / w, u[3] * max_shift * 2 / h  # pixels -> normalised coordinates
-    cos, sin = torch.cos(angle) / s, torch.sin(angle) / s  # the grid maps output to input: inverse scale
-    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1).to(x.device)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

@@ -1,13 +1,13 @@
-"""Training on the 100 labelled images (Tasks 4 and 5): the recipes, one recipe over several seeds,
-the summary over seeds, the choice on the validation split and what pre-training adds."""
+"""Training on the 100 labelled images (Tasks 4 and 5): the recipes and their augmentation, one recipe
+over several seeds, the summary over seeds, the choice on the validation split and what pre-training adds."""
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from data import few_shot, load_splits, random_affine, split_validation
+from data import few_shot, load_splits, split_validation
 from models import MLP, Encoder
 from train import evaluate, fit, seed_everything
 
@@ -24,10 +24,31 @@ class Recipe:
 
 
 # The two schedules chosen on validation by tune.py (results/tuning.json): the plain one, and the long
-# one-cycle schedule of the augmented recipe. Recipe(**AUGMENTED | {"augment": False}), "schedule only",
-# tells the two parts of the augmented recipe's gain apart.
+# one-cycle schedule of the augmented recipe. replace(AUGMENTED, augment=False), "schedule only", tells
+# the two parts of the augmented recipe's gain apart.
 PLAIN = Recipe()
 AUGMENTED = Recipe(augment=True, epochs=150, lr=0.001, schedule="onecycle")
+
+
+def schedules(args) -> tuple[Recipe, Recipe]:
+    """The plain recipe with the task's --epochs, --lr and --batch-size, and the augmented one (3 epochs with --quick)."""
+    plain = replace(PLAIN, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size)
+    return plain, replace(AUGMENTED, epochs=3) if args.quick else AUGMENTED
+
+
+def random_affine(x: torch.Tensor, generator: torch.Generator | None = None, degrees: float = 15.0,
+                  scale: float = 0.1, max_shift: float = 2.0) -> torch.Tensor:
+    """Each image rotated by U(-degrees, degrees), scaled by U(1 - scale, 1 + scale) and shifted by
+    U(-max_shift, max_shift) pixels in x and y (bilinear, zero fill), with fresh parameters per image
+    and call. Vectorised: one affine_grid + grid_sample per batch."""
+    b, _, h, w = x.shape
+    u = torch.rand(4, b, generator=generator) * 2 - 1  # on the CPU: the same stream on every device
+    angle, s = u[0] * degrees * torch.pi / 180, 1 + u[1] * scale
+    tx, ty = u[2] * max_shift * 2 / w, u[3] * max_shift * 2 / h  # pixels -> normalised coordinates
+    cos, sin = torch.cos(angle) / s, torch.sin(angle) / s  # the grid maps output to input: inverse scale
+    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1).to(x.device)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 def load_data(args):
@@ -48,8 +69,8 @@ def train_seeds(recipe: Recipe, data, seeds, device, init_encoder: nn.Module | N
     histories, per_seed = [], []
     for seed in seeds:
         generator = seed_everything(seed)
-        d = init_encoder.latent_dim if init_encoder else 12
-        model = nn.Sequential(Encoder(d), MLP(d))  # Task 2's classifier architecture
+        enc = Encoder(init_encoder.latent_dim, init_encoder.channels, init_encoder.fc) if init_encoder is not None else Encoder()
+        model = nn.Sequential(enc, MLP(enc.latent_dim))  # Task 2's classifier architecture
         if init_encoder is not None:
             model[0].load_state_dict(init_encoder.state_dict())
         if recipe.freeze_encoder:

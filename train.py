@@ -16,7 +16,7 @@ from torch import nn
 from data import REPO, DatasetError, batches
 from models import CheckpointError, architecture
 
-SEED_MAX = 2**32 - 1  # numpy's limit
+SEED_MAX = 2**32 - 1
 
 
 class UserError(RuntimeError):
@@ -129,7 +129,8 @@ def fit(model, train, test, *, loss_fn, epochs, batch_size, lr, device, generato
         augment=None, frozen=(), eval_every=1, label="") -> list[dict]:
     """Train `model` on train = (inputs, targets) to minimise loss_fn(model(inputs), targets) with AdamW
     (weight decay 1e-4) on the parameters that require grad. schedule 'onecycle': the learning rate
-    rises to `lr` over the first 20% of the steps, then anneals to ~0; 'constant': `lr` throughout.
+    rises to `lr` over the first 20% of the steps, then anneals to ~0 (a run of fewer than 10 steps keeps `lr`);
+    'constant': `lr` throughout.
     `augment(x, generator)` transforms each training batch; `frozen` modules stay in eval mode.
     Every `eval_every` epochs and after the last, a history row: the eval-mode loss (and accuracy)
     on the first 10,000 training examples ("train") and on `test` if given, and the training seconds."""
@@ -137,7 +138,7 @@ def fit(model, train, test, *, loss_fn, epochs, batch_size, lr, device, generato
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=1e-4)
     steps = epochs * math.ceil(len(train[0]) / batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=steps, pct_start=0.2) \
-        if schedule == "onecycle" else None
+        if schedule == "onecycle" and steps >= 10 else None  # a one-cycle of fewer steps is undefined: constant
     x, y = (t.to(device) for t in train)
     splits = {"train": (x[:10_000], y[:10_000])} | ({"test": test} if test is not None else {})
     history, seconds = [], 0.0

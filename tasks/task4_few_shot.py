@@ -40,9 +40,8 @@ def parse_args(argv=None):
 
 
 def recipes(args) -> dict[str, fewshot.Recipe]:
-    """The plain recipe takes --epochs, --lr and --batch-size; the long schedule keeps its own (3 epochs with --quick)."""
-    plain = replace(fewshot.PLAIN, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size)
-    augmented = replace(fewshot.AUGMENTED, epochs=3) if args.quick else fewshot.AUGMENTED
+    """The plain recipe, the augmented one, and the augmented one's schedule without the augmentation."""
+    plain, augmented = fewshot.schedules(args)
     return {"plain": plain, "augmented": augmented, "schedule only": replace(augmented, augment=False)}
 
 

@@ -38,9 +38,8 @@ def parse_args(argv=None):
 
 
 def recipes(args) -> dict[str, fewshot.Recipe]:
-    """Task 4's two schedules, fine-tuned and with a frozen encoder (the plain one takes the flags)."""
-    plain = replace(fewshot.PLAIN, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size)
-    augmented = replace(fewshot.AUGMENTED, epochs=3) if args.quick else fewshot.AUGMENTED
+    """Task 4's plain and augmented recipes, with the encoder fine-tuned and frozen."""
+    plain, augmented = fewshot.schedules(args)
     return {"fine-tune": plain, "fine-tune, augmented": augmented,
             "frozen encoder": replace(plain, freeze_encoder=True),
             "frozen encoder, augmented": replace(augmented, freeze_encoder=True)}

@@ -1,10 +1,10 @@
-"""Shared fixtures: a tiny synthetic MNIST written in torchvision's layout (tests never download)."""
+"""Shared fixtures: a tiny synthetic MNIST in torchvision's layout (tests never download), and the
+quick chain of every script run once in-process."""
 import contextlib
 import importlib
 import io
 import os
 import struct
-import subprocess
 import sys
 from pathlib import Path
 from unittest import mock
@@ -12,18 +12,12 @@ from unittest import mock
 import numpy as np
 import pytest
 
-# The synthetic data is not the official MNIST: skip the MD5 check (tests that need it set MNIST_VERIFY=1).
-os.environ.setdefault("MNIST_VERIFY", "0")
-# Tiny models on tiny data: one thread each, so parallel subprocesses don't oversubscribe the 2 cores.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-# Build matplotlib's font cache here, once: its first-run notice on stderr would otherwise land in the
-# one-line error output of the first subprocess test on a fresh machine.
-import matplotlib.font_manager  # noqa: E402,F401
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # tiny models on tiny data: one thread is fastest
+import matplotlib.font_manager  # noqa: E402,F401  (builds the font cache once, before any test's output)
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tasks"))
-sys.path.insert(0, str(REPO / "report"))
+for folder in ("", "tasks", "extras", "report"):
+    sys.path.insert(0, str(REPO / folder))
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -59,54 +53,37 @@ def mnist_root(tmp_path_factory) -> Path:
     return make_mnist(tmp_path_factory.mktemp("mnist"))
 
 
-FIT_CALLS: dict[str, list[dict]] = {}  # the quick chain's fit() calls, by task: what test_spec.py checks
-
-
-def _watch_fit(module, step: str, record):
-    """Wrap module.fit so that every call of the running step is recorded (then passed on unchanged)."""
-    real = module.fit
-
-    def spy(model, train, test, **kwargs):
-        FIT_CALLS.setdefault(step[0], []).append(record(model, train, kwargs))
-        return real(model, train, test, **kwargs)
-    return mock.patch.object(module, "fit", spy)
-
-
-def _decoder_call(model, train, kwargs) -> dict:
-    encoder, decoder = model
-    return {"params": {id(p) for p in model.parameters() if p.requires_grad},  # what the optimiser will hold
-            "decoder": {id(p) for p in decoder.parameters()}, "frozen": kwargs["frozen"], "encoder": encoder}
-
-
-def _few_shot_call(model, train, kwargs) -> dict:
-    """The train images, the encoder and MLP states and the trainable parameters at the start of a call."""
-    enc, mlp = model
-    params = list(model.parameters())
-    return {"x": train[0].clone(), "latent_dim": enc.latent_dim, "label": kwargs.get("label", ""),
-            "encoder": {k: v.clone() for k, v in enc.state_dict().items()},
-            "mlp": {k: v.clone() for k, v in mlp.state_dict().items()},
-            "trainable": {id(p) for p in params if p.requires_grad}, "encoder_params": {id(p) for p in enc.parameters()}}
+FIT_CALLS: dict[str, list[dict]] = {}  # the quick chain's fit() calls, by script
 
 
 @pytest.fixture(scope="session")
 def chain(mnist_root, tmp_path_factory):
-    """The quick chain: every step of `reproduce.py --quick` (Tasks 1-5 and Q2 in order, then the
-    report) into one scratch folder, with the same scripts and flags, each step's main() run
-    in-process (no interpreter start-ups), with Task 3's and the few-shot fit() watched (FIT_CALLS).
-    Shared by test_tasks.py, test_spec.py and test_notebook.py."""
+    """`reproduce.py --quick --extras` into one scratch folder: every step's main() with the same flags,
+    in-process (no interpreter start-ups), each fit() call's model, training data and arguments
+    recorded in FIT_CALLS (at the start of the call). Returns (out-dir, printed output)."""
     import fewshot
     import reproduce
-    import task3_classifier_decoding
+    import train
 
     committed = committed_outputs()
     out = tmp_path_factory.mktemp("out")
-    args = reproduce.parse_args(["--quick", "--device", "cpu", "--data-dir", str(mnist_root), "--out-dir", str(out)])
-    log, step = io.StringIO(), [""]
-    with mock.patch.dict(os.environ, {"MNIST_DOWNLOAD": "0"}), contextlib.redirect_stdout(log), \
-            _watch_fit(task3_classifier_decoding, step, _decoder_call), _watch_fit(fewshot, step, _few_shot_call):
+    args = reproduce.parse_args(["--quick", "--extras", "--device", "cpu", "--data-dir", str(mnist_root),
+                                 "--out-dir", str(out)])
+    real_fit, log, step = train.fit, io.StringIO(), [""]
+
+    def spy(model, train_data, test, **kwargs):
+        FIT_CALLS.setdefault(step[0], []).append({
+            "model": model, "x": train_data[0].clone(), "kwargs": kwargs,
+            "state": {k: v.clone() for k, v in model.state_dict().items()},
+            "trainable": {n for n, p in model.named_parameters() if p.requires_grad}})
+        return real_fit(model, train_data, test, **kwargs)
+
+    with contextlib.redirect_stdout(log), mock.patch.object(fewshot, "fit", spy):
         for script, flags in reproduce.steps(args):
             step[0] = Path(script).stem
-            importlib.import_module(step[0]).main(flags)
+            module = importlib.import_module(step[0])
+            with mock.patch.object(module, "fit", spy) if hasattr(module, "fit") else contextlib.nullcontext():
+                module.main(flags)
     assert committed_outputs() == committed, "the quick chain touched the committed outputs"
     return out, log.getvalue()
 
@@ -115,10 +92,3 @@ def committed_outputs() -> dict:
     """Size and modification time of every committed output (figures, results, checkpoints, ex2.pdf)."""
     files = [p for kind in ("figures", "results", "checkpoints") for p in (REPO / kind).glob("*")] + [REPO / "ex2.pdf"]
     return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in files if p.is_file()}
-
-
-def run_task(script: str, *args, check: bool = True, env_extra: dict | None = None) -> subprocess.CompletedProcess:
-    """Run tasks/<script> as a user would, from the repo root, with downloads forbidden."""
-    env = os.environ | {"MNIST_DOWNLOAD": "0", "PYTHONUNBUFFERED": "1"} | (env_extra or {})
-    return subprocess.run([sys.executable, str(REPO / "tasks" / script), *map(str, args)], cwd=REPO, env=env,
-                          capture_output=True, text=True, check=check, timeout=600)

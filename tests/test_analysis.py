@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 import fewshot
-import train
 from analysis import latent_geometry, linear_probe, per_class, style_measures, style_r2, within_class_pixel_std
-from fewshot import paired_standard_error, pretraining_gain, unpaired_standard_error
+from fewshot import pretraining_gain
+from models import Encoder
 
 
 # ----------------------------------------------------------------------------- R^2, standard errors
@@ -27,10 +27,12 @@ def test_r2_is_held_out():
 
 
 def test_standard_errors_match_a_hand_computation():
-    # unpaired: sqrt(0.3^2/3 + 0.4^2/4) = sqrt(0.03 + 0.04)
-    assert unpaired_standard_error(0.3, 3, 0.4, 4) == pytest.approx(math.sqrt(0.07))
     # paired: differences 1, 2, 3, 4: mean 2.5, sample variance (2.25 + 0.25 + 0.25 + 2.25) / 3 = 5/3, / n = 5/12
-    assert paired_standard_error([1.0, 2.0, 3.0, 4.0]) == pytest.approx(math.sqrt(5 / 12))
+    rows = lambda accs: [{"seed": i, "test_accuracy": a} for i, a in enumerate(accs)]  # noqa: E731
+    spread = pretraining_gain({"test_accuracy_mean": 2.5, "test_accuracy_std": 0.3, "seeds": 3, "per_seed": rows([1, 2, 3, 4])},
+                              {"test_accuracy_mean": 0.0, "test_accuracy_std": 0.4, "seeds": 4, "per_seed": rows([0] * 4)})
+    assert spread["paired_standard_error"] == pytest.approx(math.sqrt(5 / 12))
+    assert spread["standard_error"] == pytest.approx(math.sqrt(0.3 ** 2 / 3 + 0.4 ** 2 / 4))  # unpaired, by hand
     t4 = {"recipe": {"name": "plain"}, "test_accuracy_mean": 0.6, "test_accuracy_std": 0.1, "seeds": 2,
           "per_seed": [{"seed": 0, "test_accuracy": 0.5}, {"seed": 1, "test_accuracy": 0.7}]}
     t5 = {"recipe": {"name": "fine-tune"}, "test_accuracy_mean": 0.8, "test_accuracy_std": 0.2, "seeds": 2,
@@ -113,7 +115,7 @@ def test_q2_overlap_error_of_an_exactly_shifted_map():
 def test_q2_interior_is_the_cells_no_padding_reaches_and_is_exactly_equivariant_there():
     import q2_equivariance
 
-    encoder = fewshot.Encoder().eval()
+    encoder = Encoder().eval()
     assert q2_equivariance.unpadded_cells(encoder) == range(2, 6)  # by hand: receptive fields of 3x3 convs, strides 1,2,1,2
     with torch.no_grad():  # a non-zero background after BatchNorm + ReLU, so the zero padding differs from it
         for m in encoder.modules():
@@ -130,48 +132,41 @@ def test_q2_interior_is_the_cells_no_padding_reaches_and_is_exactly_equivariant_
 
 # ----------------------------------------------------------------------------- what the recipes train with
 def _train_recipe(recipe, monkeypatch):
-    """Train `recipe` on 20 copies of a planted image for its epochs; return (the model's training
-    inputs minus the image, the lr of every step, the augment functions fit() was given)."""
-    inputs, lrs, augments, make, real_fit = [], [], [], train.make_optimizer, fewshot.fit
+    """Train `recipe` on 20 copies of a planted image; return (the model's training inputs minus the
+    image, the lr of every optimiser step)."""
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-    def recording(*args, **kwargs):
-        opt = make(*args, **kwargs)
-        opt.register_step_pre_hook(lambda o, a, k: lrs.append(o.param_groups[-1]["lr"]))
-        return opt
+    inputs, lrs, real_init = [], [], fewshot.Encoder.__init__
 
-    def fit_spy(*args, **kwargs):
-        augments.append(kwargs["augment"])
-        return real_fit(*args, **kwargs)
+    def init(self, *args, **kwargs):  # watch what the encoder of every seed is fed while training
+        real_init(self, *args, **kwargs)
+        self.register_forward_pre_hook(lambda m, a: inputs.append(a[0].clone()) if m.training else None)
 
-    monkeypatch.setattr(train, "make_optimizer", recording)
-    monkeypatch.setattr(fewshot, "fit", fit_spy)
+    monkeypatch.setattr(fewshot.Encoder, "__init__", init)
     x = torch.zeros(20, 1, 28, 28)
     x[:, :, 8:20, 12:16] = 1.0
     data = (x, torch.arange(20) % 10)
-    model = nn.Sequential(fewshot.Encoder(4, (4, 8)), fewshot.MLP(4, 8))
-    model[0].register_forward_pre_hook(lambda m, args: inputs.append(args[0].clone()) if m.training else None)
-    fewshot.train_recipe(model, recipe, (data, data, data), torch.device("cpu"), torch.Generator().manual_seed(0),
-                         label="")
-    return torch.cat(inputs) - x[0], lrs, augments  # each training input minus the (one) planted image
+    handle = register_optimizer_step_pre_hook(lambda o, a, k: lrs.append(o.param_groups[-1]["lr"]))
+    try:
+        fewshot.train_seeds(recipe, (data, data, data), [0], torch.device("cpu"))
+    finally:
+        handle.remove()
+    return torch.cat(inputs) - x[0], lrs
 
 
 def test_the_augmented_recipe_trains_on_transformed_images_and_the_plain_one_does_not(monkeypatch):
-    augmented = next(r for r in fewshot.RECIPES if r.name == "augmented")
-    plain = next(r for r in fewshot.RECIPES if r.name == "plain")
-    diff, _, augments = _train_recipe(fewshot.Recipe(**{**augmented.__dict__, "epochs": 2}), monkeypatch)
-    assert augments and all(a is fewshot.random_affine for a in augments)  # the transform test_data.py measures
+    diff, _ = _train_recipe(fewshot.Recipe(**{**fewshot.AUGMENTED.__dict__, "epochs": 2}), monkeypatch)
     assert diff.abs().amax((1, 2, 3)).gt(0.1).float().mean() > 0.9  # (nearly) every input differs from the image
-    diff, _, augments = _train_recipe(fewshot.Recipe(**{**plain.__dict__, "epochs": 2}), monkeypatch)
-    assert augments == [None] and not diff.any()  # every input is the image itself
+    diff, _ = _train_recipe(fewshot.Recipe(**{**fewshot.PLAIN.__dict__, "epochs": 2}), monkeypatch)
+    assert not diff.any()  # every input is the image itself
 
 
 def test_the_recipes_learning_rate_schedules_are_the_stated_ones(monkeypatch):
-    augmented = next(r for r in fewshot.RECIPES if r.name == "augmented")
-    _, lrs, _ = _train_recipe(fewshot.Recipe(**{**augmented.__dict__, "epochs": 10}), monkeypatch)
-    peak = augmented.lr  # the stated peak (fewshot.AUGMENTED, chosen on validation)
-    assert augmented.schedule == "onecycle" and peak == fewshot.AUGMENTED["lr"]
+    augmented = fewshot.AUGMENTED
+    _, lrs = _train_recipe(fewshot.Recipe(**{**augmented.__dict__, "epochs": 10}), monkeypatch)
+    peak = augmented.lr
+    assert augmented.schedule == "onecycle"
     assert lrs[0] == pytest.approx(peak / 25) and max(lrs) == pytest.approx(peak) and lrs[-1] < peak * 1e-4
     assert lrs.index(max(lrs)) == pytest.approx(0.2 * len(lrs), abs=1)  # warm-up over the first 20% of the steps
-    plain = next(r for r in fewshot.RECIPES if r.name == "plain")
-    _, lrs, _ = _train_recipe(fewshot.Recipe(**{**plain.__dict__, "epochs": 3}), monkeypatch)
-    assert set(lrs) == {plain.lr} and plain.schedule == "constant"
+    _, lrs = _train_recipe(fewshot.Recipe(**{**fewshot.PLAIN.__dict__, "epochs": 3}), monkeypatch)
+    assert set(lrs) == {fewshot.PLAIN.lr} and fewshot.PLAIN.schedule == "constant"

@@ -36,8 +36,7 @@ def test_notebook_runs_on_the_quick_chain(chain, mnist_root, tmp_path):
     write_kernel_spec(kernels / "python3")
     km = KernelManager(kernel_name="python3", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels)]))
     assert km.kernel_spec.argv[0] == sys.executable
-    env = os.environ | {"MNIST_ROOT": str(mnist_root), "EX2_OUT_DIR": str(out), "MNIST_VERIFY": "0",
-                        "MNIST_DOWNLOAD": "0"}
+    env = os.environ | {"MNIST_ROOT": str(mnist_root), "EX2_OUT_DIR": str(out)}
     client = NotebookClient(nb, km=km, timeout=300, resources={"metadata": {"path": str(NOTEBOOK.parent)}})
     client.execute(env=env)  # raises CellExecutionError (with the traceback) if any cell fails
 

@@ -133,7 +133,7 @@ def test_pack_holds_code_pdf_figures_and_no_data(packed):
     assert {"ex2.pdf", "README.md", "models.py", "data.py", "train.py", "reproduce.py", "requirements.txt",
             "report/ex2.typ", "report/build.py", "report/pack.py", "tests/conftest.py"} <= names
     assert {f"tasks/{t}.py" for t in TASKS} <= names
-    for pattern in ("*.py", "tasks/*.py", "report/*.py", "report/*.typ", "tests/*.py", "notebooks/*.ipynb",
+    for pattern in ("*.py", "tasks/*.py", "extras/*.py", "report/*.py", "report/*.typ", "tests/*.py", "notebooks/*.ipynb",
                     "figures/*.png", "results/*.json"):
         assert {f.relative_to(REPO).as_posix() for f in REPO.glob(pattern)} <= names, pattern
     forbidden = r"(^|/)(\.venv|\.git|data|runs|checkpoints|__pycache__|\.pytest_cache|\.ipynb_checkpoints)/" \
@@ -207,10 +207,10 @@ def test_pack_rejects_bad_user_names_in_one_line(args, tmp_path, capsys):
 
 
 def _one_line_error(main, capsys) -> str:
-    from runs import run_main
+    from train import run
 
     with pytest.raises(SystemExit) as info:
-        run_main(main, "the report")
+        run(main)
     err = capsys.readouterr().err.strip()
     assert info.value.code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
     return err
@@ -234,13 +234,13 @@ def results_copy(chain, tmp_path):
     return tmp_path / "o"
 
 
-def test_build_names_a_results_file_that_lacks_a_key(results_copy, capsys):
+def test_build_names_a_missing_results_file_and_the_script_that_writes_it(results_copy, capsys):
     import build
 
     path = results_copy / "results" / "task2_classifier.json"
-    path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k != "architecture"}))
+    path.unlink()
     line = _one_line_error(lambda: build.main(["--out-dir", str(results_copy)]), capsys)
-    assert f"{path} has no 'architecture'" in line
+    assert f"{path} is missing" in line and "python tasks/task2_classifier.py" in line
 
 
 def test_build_names_a_missing_figure(results_copy, capsys):
