@@ -61,7 +61,7 @@ def main(argv=None):
 
     fig, axes = plt.subplots(1, 2, figsize=(plots.TEXT_WIDTH, 2.6))
     axes[0].plot(DIMS, [r["val_l1"] for r in rows], "o-", ms=4)
-    axes[0].set(ylabel="validation L1", title=f"Autoencoder, {args.epochs} epochs on 0..{s - 1}", yscale="log")
+    axes[0].set(ylabel="validation L1", title=f"Autoencoder, {args.epochs} epochs on 0..{s - 1}")
     axes[1].errorbar(DIMS, [100 * r["test_accuracy_mean"] for r in rows],
                      yerr=[100 * r["test_accuracy_std"] for r in rows], fmt="o-", ms=4, capsize=3)
     axes[1].set(ylabel="test accuracy %", title=f"Frozen encoder + MLP, 100 labels, {args.seeds} seeds")
