@@ -59,6 +59,26 @@ def load_data(args):
     return train, val, test
 
 
+def classifier(init_encoder: nn.Module | None = None) -> nn.Sequential:
+    """Task 2's classifier architecture, Encoder + MLP: the encoder starts from init_encoder's weights if
+    given, else at random like the MLP (from torch's current seed)."""
+    enc = Encoder() if init_encoder is None else Encoder(init_encoder.latent_dim, init_encoder.channels, init_encoder.fc)
+    model = nn.Sequential(enc, MLP(enc.latent_dim))
+    if init_encoder is not None:
+        enc.load_state_dict(init_encoder.state_dict())
+    return model
+
+
+def train_recipe(model, recipe: Recipe, train, test, device, generator, eval_every=None, label="") -> list[dict]:
+    """fit() the classifier `model` on train = (images, labels) with `recipe`; its history."""
+    if recipe.freeze_encoder:
+        model[0].requires_grad_(False)
+    return fit(model, train, test, loss_fn=F.cross_entropy, epochs=recipe.epochs, batch_size=recipe.batch_size,
+               lr=recipe.lr, device=device, generator=generator, schedule=recipe.schedule,
+               augment=random_affine if recipe.augment else None, frozen=(model[0],) if recipe.freeze_encoder else (),
+               eval_every=eval_every or recipe.epochs, label=label)
+
+
 def train_seeds(recipe: Recipe, data, seeds, device, init_encoder: nn.Module | None = None,
                 eval_every: int | None = None, label: str = "") -> tuple[list, dict]:
     """One classifier per seed, trained with `recipe`: (per-seed histories, summary). A seed fixes the
@@ -69,17 +89,8 @@ def train_seeds(recipe: Recipe, data, seeds, device, init_encoder: nn.Module | N
     histories, per_seed = [], []
     for seed in seeds:
         generator = seed_everything(seed)
-        enc = Encoder(init_encoder.latent_dim, init_encoder.channels, init_encoder.fc) if init_encoder is not None else Encoder()
-        model = nn.Sequential(enc, MLP(enc.latent_dim))  # Task 2's classifier architecture
-        if init_encoder is not None:
-            model[0].load_state_dict(init_encoder.state_dict())
-        if recipe.freeze_encoder:
-            model[0].requires_grad_(False)
-        history = fit(model, train, test, loss_fn=F.cross_entropy, epochs=recipe.epochs, batch_size=recipe.batch_size,
-                      lr=recipe.lr, device=device, generator=generator, schedule=recipe.schedule,
-                      augment=random_affine if recipe.augment else None,
-                      frozen=(model[0],) if recipe.freeze_encoder else (),
-                      eval_every=eval_every or recipe.epochs, label=f"{label}seed {seed} ")
+        model = classifier(init_encoder)
+        history = train_recipe(model, recipe, train, test, device, generator, eval_every, f"{label}seed {seed} ")
         last = history[-1]
         row = {"seed": seed, "train_accuracy": last["train_accuracy"],
                "val_accuracy": evaluate(model, val, F.cross_entropy, device)["accuracy"], "train_seconds": last["seconds"]}

@@ -1,0 +1,154 @@
+"""Beyond the exercise: the 49,900 unlabelled training images take the 100 labels further (pseudo-labelling).
+
+Tasks 4 and 5 use the unlabelled images at most through the autoencoder's weights. Here they enter
+the classification itself, by the simplest method that does so, iterated pseudo-labelling:
+  start: Task 5's chosen recipe (fewshot.AUGMENTED): Task 1's encoder + a fresh MLP, trained with
+         augmentation on the labelled images 0..99; or the same from random initialisation (Task 4);
+  round: the current model labels images 100..49999 from their pixels; the predictions whose
+         softmax confidence is above the threshold become training labels; a fresh classifier from
+         the same start (Task 1's encoder, or random) trains on them and the 100 labelled images with
+         the random affine augmentation, at Task 2's batch size and peak learning rate (one-cycle).
+A fresh classifier each round keeps a round's mistakes out of the next one's weights; only their
+labels carry over, and the threshold filters those. The labels of images 100..49999 never reach
+training: self_train() receives their images only; they are read afterwards, to report how accurate
+the pseudo-labels were. The threshold and the number of rounds are chosen on the validation images
+50000..59999 by tune.py's rule (seed 0; the rounds of one run are the runs of fewer rounds); the
+test set only reports -> figures/semi_supervised.png and results/semi_supervised.json.
+"""
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python extras/...` from anywhere
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+
+import fewshot
+import plots
+from analysis import apply_batched
+from data import FEW_SHOT, load_splits, validation_start
+from models import load_pretrained
+from train import evaluate, load_results, number, parser, pick_device, prepare_out_dir, run, save_results, seed_everything
+from tune import choose
+
+NAME = "semi_supervised"
+THRESHOLDS = (0.9, 0.95, 0.99)
+ROUNDS = 5  # the cap: more rounds would cost more than ~6 bare autoencoder epochs per seed (2 epochs a round)
+
+
+def parse_args(argv=None):
+    p = parser(__doc__.splitlines()[0], epochs=2, batch_size=128, lr=0.01)  # a round: epochs; Task 2's batch and lr
+    p.add_argument("--seeds", type=number(int, 1, 100), default=5, help="seeds from the AE start, 1..100 (default: 5)")
+    p.add_argument("--random-seeds", type=number(int, 0, 100), default=3,
+                   help="seeds from random initialisation, 0..100 (default: 3)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.epochs, args.seeds, args.random_seeds = 1, 2, 1
+    return args
+
+
+def confident(logits: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(predicted labels, mask of the predictions whose softmax confidence is above the threshold)."""
+    confidence, labels = logits.softmax(1).max(1)
+    return labels, confidence > threshold
+
+
+def self_train(args, labelled, unlabelled_images, val, test, device, seed, threshold, rounds, encoder=None):
+    """The start model, then `rounds` rounds of pseudo-labelling; per round (0 = the start): the
+    validation and test accuracy, and the pseudo-labels that trained the next round (labels, mask)."""
+    generator, start = seed_everything(seed), time.perf_counter()
+    start_recipe = replace(fewshot.AUGMENTED, epochs=3) if args.quick else fewshot.AUGMENTED
+    model = fewshot.classifier(encoder)
+    fewshot.train_recipe(model, start_recipe, labelled, None, device, generator, label=f"seed {seed}, start ")
+    round_recipe = replace(fewshot.AUGMENTED, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size)
+    history = []
+    for r in range(rounds + 1):
+        row = {"round": r, "seconds": time.perf_counter() - start,
+               "val_accuracy": evaluate(model, val, F.cross_entropy, device)["accuracy"],
+               "test_accuracy": evaluate(model, test, F.cross_entropy, device)["accuracy"]}
+        history.append(row)
+        print(f"seed {seed}, threshold {threshold}, round {r}: validation {100 * row['val_accuracy']:.2f}%, "
+              f"test {100 * row['test_accuracy']:.2f}%")
+        if r == rounds:
+            break
+        pseudo, keep = confident(apply_batched(model, unlabelled_images, device), threshold)
+        row |= {"pseudo_labels": pseudo, "kept": keep}
+        train = (torch.cat([labelled[0], unlabelled_images[keep]]), torch.cat([labelled[1], pseudo[keep]]))
+        model = fewshot.classifier(encoder)
+        fewshot.train_recipe(model, round_recipe, train, None, device, generator, label=f"seed {seed}, round {r + 1} ")
+    return history
+
+
+def pseudo_label_report(row: dict, true_labels: torch.Tensor) -> dict:
+    """How many unlabelled images a round kept, per class of their true label, and how many were right."""
+    keep, right = row.pop("kept"), row.pop("pseudo_labels") == true_labels
+    return {"kept": int(keep.sum()), "accuracy": right[keep].float().mean().item() if keep.any() else None,
+            "kept_per_class": torch.bincount(true_labels[keep], minlength=10).tolist(),
+            "right_per_class": torch.bincount(true_labels[keep & right], minlength=10).tolist()}
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device, out, started = pick_device(args.device), prepare_out_dir(args), time.perf_counter()
+    encoder = load_pretrained(out / "checkpoints" / "task1_autoencoder.pt",
+                              "run python tasks/task1_autoencoder.py first (about 5 minutes)")["encoder"]
+    (x, y), test = load_splits(args.data_dir, args.quick)
+    s = validation_start(len(x))
+    labelled, val = (x[:FEW_SHOT], y[:FEW_SHOT]), (x[s:], y[s:])
+    unlabelled, hidden_labels = x[FEW_SHOT:s], y[FEW_SHOT:s]  # the labels only for the report, after training
+
+    def reported(history):  # the pseudo-labels as counts and accuracies against the hidden labels
+        return [row | ({"pseudo": pseudo_label_report(row, hidden_labels)} if "kept" in row else {}) for row in history]
+
+    # The choice on validation (seed --seed, the AE start): the threshold, and the rounds read off each run
+    selection = {t: reported(self_train(args, labelled, unlabelled, val, test, device, args.seed, t, ROUNDS, encoder))
+                 for t in THRESHOLDS}
+    candidates = [{"threshold": t, "rounds": row["round"], "val_accuracy": row["val_accuracy"],
+                   "train_seconds": row["seconds"]} for t, h in selection.items() for row in h]
+    chosen = choose(candidates, "val_accuracy")
+    print(f"chosen on validation: threshold {chosen['threshold']}, {chosen['rounds']} rounds")
+
+    # The chosen settings over seeds, from the AE start and from random initialisation (a run of fewer rounds
+    # is the start of a longer one: the selection's run of --seed is reused)
+    results = {}
+    for name, start, n in (("autoencoder", encoder, args.seeds), ("random", None, args.random_seeds)):
+        histories = [selection[chosen["threshold"]][:chosen["rounds"] + 1] if start is encoder and seed == args.seed
+                     else reported(self_train(args, labelled, unlabelled, val, test, device, seed, chosen["threshold"],
+                                              chosen["rounds"], start)) for seed in range(args.seed, args.seed + n)]
+        last = [{"seed": args.seed + i, "test_accuracy": h[-1]["test_accuracy"], "val_accuracy": h[-1]["val_accuracy"],
+                 "seconds": h[-1]["seconds"]} for i, h in enumerate(histories)]
+        results[name] = fewshot.summarise(last) | {"history": histories} if n else None
+    task5 = load_results(out / "results" / "task5_transfer_learning.json", "run python tasks/task5_transfer_learning.py first")
+    best5 = task5["final"]["recipes"][task5["final"]["best"]]
+    gain = fewshot.pretraining_gain(results["autoencoder"], best5)  # paired by seed: round 0 is Task 5's model of that seed
+    print(f"AE start: test {100 * results['autoencoder']['test_accuracy_mean']:.2f} +- "
+          f"{100 * results['autoencoder']['test_accuracy_std']:.2f}%, {100 * gain['test_accuracy_difference']:+.2f} points "
+          f"over Task 5's best (+- {100 * gain['standard_error']:.2f}, paired +- {100 * gain['paired_standard_error']:.2f})")
+
+    fig, axes = plt.subplots(1, 2, figsize=(plots.TEXT_WIDTH, 2.7))
+    for i, (name, res) in enumerate((k, v) for k, v in results.items() if v):
+        h, rounds, color = res["history"], range(len(res["history"][0])), plots.COLORS(i)
+
+        def mean(key, rows):  # over the seeds, per round
+            return [100 * sum(key(run[r]) for run in h) / len(h) for r in rows]
+        axes[0].plot(rounds, mean(lambda row: row["test_accuracy"], rounds), "o-", ms=3, color=color, label=f"{name} start, test")
+        axes[0].plot(rounds, mean(lambda row: row["val_accuracy"], rounds), "s--", ms=3, color=color,
+                     label=f"{name} start, validation")
+        axes[1].plot(rounds[:-1], mean(lambda row: row["pseudo"]["accuracy"] or 0.0, rounds[:-1]), "o-", ms=3, color=color,
+                     label=f"{name} start")
+    axes[0].set(xlabel="round (0: the start model)", ylabel="accuracy %", title="Test and validation accuracy")
+    axes[1].set(xlabel="round that labels", ylabel="pseudo-label accuracy %", title="The pseudo-labels it keeps")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend()
+    plots._save(fig, out / "figures" / f"{NAME}.png")
+    save_results(out / "results" / f"{NAME}.json", args, device, started, selection=candidates,
+                 final={"chosen": chosen, "start_recipe": asdict(fewshot.AUGMENTED), "gain_over_task5_best": gain}
+                 | results)
+
+
+if __name__ == "__main__":
+    run(main)
