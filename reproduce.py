@@ -1,7 +1,7 @@
 """Reproduce the exercise: Tasks 1-5 in order, then the report ex2.pdf; --extras adds what goes beyond it.
 
     python reproduce.py                  # the five tasks and ex2.pdf, into figures/, results/, checkpoints/
-    python reproduce.py --extras         # also extras/: the latent-size sweep and the Q2 measurement
+    python reproduce.py --extras         # also extras/: the latent-size sweep, Q2 measured, the unlabelled images
     python reproduce.py --quick          # the whole chain in about a minute, into runs/quick/
 
 The validation study (python tune.py) that chose the tasks' settings is not part of it.
@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parent
 
 TASKS = ("tasks/task1_autoencoder.py", "tasks/task2_classifier.py", "tasks/task3_classifier_decoding.py",
          "tasks/task4_few_shot.py", "tasks/task5_transfer_learning.py")
-EXTRAS = ("extras/latent_sweep.py", "extras/q2_equivariance.py")
+EXTRAS = ("extras/latent_sweep.py", "extras/q2_equivariance.py", "extras/semi_supervised.py")
 
 
 def parse_args(argv=None):

@@ -104,7 +104,8 @@ def main(argv=None):
         return [row | ({"pseudo": pseudo_label_report(row, hidden_labels)} if "kept" in row else {}) for row in history]
 
     # The choice on validation (seed --seed, the AE start): the threshold, and the rounds read off each run
-    selection = {t: reported(self_train(args, labelled, unlabelled, val, test, device, args.seed, t, ROUNDS, encoder))
+    rounds = 2 if args.quick else ROUNDS
+    selection = {t: reported(self_train(args, labelled, unlabelled, val, test, device, args.seed, t, rounds, encoder))
                  for t in THRESHOLDS}
     candidates = [{"threshold": t, "rounds": row["round"], "val_accuracy": row["val_accuracy"],
                    "train_seconds": row["seconds"]} for t, h in selection.items() for row in h]

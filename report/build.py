@@ -17,7 +17,7 @@ from models import MLP, Decoder, Encoder, count_parameters  # noqa: E402
 from train import Parser, UserError, load_results, run, write_whole  # noqa: E402
 
 TASKS = ("task1_autoencoder", "task2_classifier", "task3_classifier_decoding", "task4_few_shot", "task5_transfer_learning")
-EXTRAS = ("latent_sweep", "q2_equivariance")
+EXTRAS = ("latent_sweep", "q2_equivariance", "semi_supervised")
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
 
@@ -49,6 +49,10 @@ def results_table(results: Path) -> str:
             (f"Task 4: the recipe chosen on validation ({t4['best']})", pm(t4["recipes"][t4["best"]])),
             ("Task 5: 100 labels, AE encoder fine-tuned, plain recipe", pm(t5["recipes"]["fine-tune"])),
             (f"Task 5: the recipe chosen on validation ({t5['best']})", pm(t5["recipes"][t5["best"]]))]
+    if (results / "semi_supervised.json").is_file():  # beyond the exercise: extras/semi_supervised.py
+        semi = read(results, "semi_supervised")["final"]
+        rows.append(("Beyond: 100 labels + 49,900 unlabelled images, pseudo-labelling from the AE encoder",
+                     pm(semi["autoencoder"])))
     gains = "; ".join(f"{k} {100 * g['test_accuracy_difference']:+.1f} ± {100 * g['standard_error']:.1f} points"
                       for k, g in t5["pretraining_gain"].items())
     seconds = {n: read(results, n)["environment"]["seconds"] for n in TASKS}

@@ -15,7 +15,7 @@ def _results(out, name):
 def test_every_results_file_holds_config_data_and_environment(chain):
     out, _ = chain
     for name in ("task1_autoencoder", "task2_classifier", "task3_classifier_decoding", "task4_few_shot",
-                 "task5_transfer_learning", "latent_sweep", "q2_equivariance"):
+                 "task5_transfer_learning", "latent_sweep", "q2_equivariance", "semi_supervised"):
         res = _results(out, name)
         assert {"config", "final", "environment"} <= res.keys() and res["config"]["quick"] is True
         assert {"torch", "device", "command", "seconds"} <= res["environment"].keys()
@@ -80,6 +80,9 @@ def test_the_extras(chain):
     sweep = _results(out, "latent_sweep")["final"]["per_dim"]
     assert [r["latent_dim"] for r in sweep] == [2, 4, 8, 12, 16, 32]
     assert (out / "figures" / "latent_sweep.png").exists()
+    semi = _results(out, "semi_supervised")["final"]
+    assert {"chosen", "autoencoder", "random", "gain_over_task5_best"} <= semi.keys()
+    assert semi["chosen"]["threshold"] in (0.9, 0.95, 0.99) and (out / "figures" / "semi_supervised.png").exists()
     q2 = _results(out, "q2_equivariance")["final"]
     for name in ("classifier", "autoencoder"):
         rows = q2[name]["per_shift"]
