@@ -55,9 +55,9 @@ def main(argv=None):
     args = parse_args(argv)
     device, out, started = pick_device(args.device), prepare_out_dir(args), time.perf_counter()
     clf = load_pretrained(out / "checkpoints" / "task2_classifier.pt",
-                          "run python tasks/task2_classifier.py first (about 3 minutes)")
+                          "run python tasks/task2_classifier.py first (about 1 minute)")
     ae = load_pretrained(out / "checkpoints" / "task1_autoencoder.pt",
-                         "run python tasks/task1_autoencoder.py first (about 10 minutes)")
+                         "run python tasks/task1_autoencoder.py first (about 5 minutes)")
     (x_tr, y_tr), (x_te, y_te) = load_splits(args.data_dir, args.quick)
 
     # The frozen encoders' codes, computed once (eval mode: BatchNorm's running statistics, no gradients)

@@ -49,8 +49,8 @@ def main(argv=None):
     args = parse_args(argv)
     device, out, started = pick_device(args.device), prepare_out_dir(args), time.perf_counter()
     encoder = load_pretrained(out / "checkpoints" / "task1_autoencoder.pt",
-                              "run python tasks/task1_autoencoder.py first (about 10 minutes)")["encoder"]
-    task4 = load_results(out / "results" / "task4_few_shot.json", "run python tasks/task4_few_shot.py first (about 6 minutes)")
+                              "run python tasks/task1_autoencoder.py first (about 5 minutes)")["encoder"]
+    task4 = load_results(out / "results" / "task4_few_shot.json", "run python tasks/task4_few_shot.py first (about 3 minutes)")
     data = fewshot.load_data(args)
     seeds = range(args.seed, args.seed + args.seeds)
 
