@@ -1,16 +1,12 @@
 """Beyond the exercise: the 49,900 unlabelled training images take the 100 labels further (pseudo-labelling).
 
-Tasks 4 and 5 use the unlabelled images at most through the autoencoder's weights; here they enter the
-classification, by the simplest method that does so, iterated pseudo-labelling. Start: Task 5's chosen
-recipe (Task 1's encoder + a fresh MLP, augmented, on images 0..99), or the same from random
-initialisation. Each round, the current model labels images 100..49999 from their pixels, the predictions
-above a confidence threshold become labels, and a fresh classifier from the same start trains on them and
-the 100 images (random affine augmentation, Task 2's batch size and peak lr). A fresh model each round
-keeps a round's mistakes out of the next one's weights; the threshold filters the labels that carry over.
-The labels of images 100..49999 never reach training (self_train() gets their images only); they are read
-afterwards, to report how accurate the pseudo-labels were. The threshold and the rounds are chosen on the
-validation images 50000..59999 by tune.py's rule (seed --seed; the first r rounds of a run are a run of r
-rounds). -> figures/semi_supervised.png and results/semi_supervised.json.
+Iterated pseudo-labelling, the simplest method that uses the unlabelled images in the classification itself.
+Start: Task 5's chosen recipe (Task 1's encoder + a fresh MLP, augmented, images 0..99), or the same from random
+initialisation. Each round the current model labels images 100..49999 from their pixels; the predictions above
+a confidence threshold become labels, and a fresh classifier from the same start (a round's mistakes stay out
+of the next one's weights) trains on them and the 100 images. Their true labels never reach training:
+self_train() gets the images only; they are read afterwards, to report the pseudo-labels' accuracy. The
+threshold and the rounds are chosen on the validation images 50000..59999 by tune.py's rule.
 """
 import sys
 import time
@@ -34,11 +30,11 @@ from tune import choose
 
 NAME = "semi_supervised"
 THRESHOLDS = (0.9, 0.95, 0.99)
-ROUNDS = 10  # the cap: 10 rounds of 2 epochs cost about 6 bare autoencoder epochs per seed (5 took 3.0 here)
+ROUNDS = 10  # the cap: 10 rounds of 2 epochs already cost ~10 bare AE epochs per seed (measured), past the ~6 budget
 
 
 def parse_args(argv=None):
-    p = parser(__doc__.splitlines()[0], epochs=2, batch_size=128, lr=0.01)  # a round: epochs; Task 2's batch and lr
+    p = parser(__doc__.splitlines()[0], epochs=2, batch_size=128, lr=0.01)  # a round's epochs; Task 2's batch and lr
     p.add_argument("--seeds", type=number(int, 1, 100), default=5, help="seeds from the AE start, 1..100 (default: 5)")
     p.add_argument("--random-seeds", type=number(int, 0, 100), default=3,
                    help="seeds from random initialisation, 0..100 (default: 3)")
@@ -58,10 +54,9 @@ def self_train(args, labelled, unlabelled_images, val, test, device, seed, thres
     """The start model, then `rounds` rounds of pseudo-labelling; per round (0 = the start): the
     validation and test accuracy, and the pseudo-labels that trained the next round (labels, mask)."""
     generator, start = seed_everything(seed), time.perf_counter()
-    start_recipe = replace(fewshot.AUGMENTED, epochs=3) if args.quick else fewshot.AUGMENTED
     model = fewshot.classifier(encoder)
-    fewshot.train_recipe(model, start_recipe, labelled, None, device, generator, label=f"seed {seed}, start ")
-    round_recipe = replace(fewshot.AUGMENTED, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size)
+    fewshot.train_recipe(model, replace(fewshot.AUGMENTED, epochs=3) if args.quick else fewshot.AUGMENTED, labelled,
+                         None, device, generator, label=f"seed {seed}, start ")
     history = []
     for r in range(rounds + 1):
         row = {"round": r, "seconds": time.perf_counter() - start,
@@ -70,22 +65,15 @@ def self_train(args, labelled, unlabelled_images, val, test, device, seed, thres
         history.append(row)
         print(f"seed {seed}, threshold {threshold}, round {r}: validation {100 * row['val_accuracy']:.2f}%, "
               f"test {100 * row['test_accuracy']:.2f}%")
-        if r == rounds:
-            break
-        pseudo, keep = confident(apply_batched(model, unlabelled_images, device), threshold)
-        row |= {"pseudo_labels": pseudo, "kept": keep}
-        train = (torch.cat([labelled[0], unlabelled_images[keep]]), torch.cat([labelled[1], pseudo[keep]]))
-        model = fewshot.classifier(encoder)
-        fewshot.train_recipe(model, round_recipe, train, None, device, generator, label=f"seed {seed}, round {r + 1} ")
+        if r < rounds:
+            row["pseudo_labels"], row["kept"] = confident(apply_batched(model, unlabelled_images, device), threshold)
+            train = (torch.cat([labelled[0], unlabelled_images[row["kept"]]]),
+                     torch.cat([labelled[1], row["pseudo_labels"][row["kept"]]]))
+            model = fewshot.classifier(encoder)
+            fewshot.train_recipe(model, replace(fewshot.AUGMENTED, epochs=args.epochs, lr=args.lr,
+                                                batch_size=args.batch_size),
+                                 train, None, device, generator, label=f"seed {seed}, round {r + 1} ")
     return history
-
-
-def pseudo_label_report(row: dict, true_labels: torch.Tensor) -> dict:
-    """How many unlabelled images a round kept, per class of their true label, and how many were right."""
-    keep, right = row.pop("kept"), row.pop("pseudo_labels") == true_labels
-    return {"kept": int(keep.sum()), "accuracy": right[keep].float().mean().item() if keep.any() else None,
-            "kept_per_class": torch.bincount(true_labels[keep], minlength=10).tolist(),
-            "right_per_class": torch.bincount(true_labels[keep & right], minlength=10).tolist()}
 
 
 def main(argv=None):
@@ -93,13 +81,18 @@ def main(argv=None):
     device, out, started = pick_device(args.device), prepare_out_dir(args), time.perf_counter()
     encoder = load_pretrained(out / "checkpoints" / "task1_autoencoder.pt",
                               "run python tasks/task1_autoencoder.py first (about 5 minutes)")["encoder"]
+    task5 = load_results(out / "results" / "task5_transfer_learning.json", "run python tasks/task5_transfer_learning.py first")
     (x, y), test = load_splits(args.data_dir, args.quick)
     s = validation_start(len(x))
-    labelled, val = (x[:FEW_SHOT], y[:FEW_SHOT]), (x[s:], y[s:])
-    unlabelled, hidden_labels = x[FEW_SHOT:s], y[FEW_SHOT:s]  # the labels only for the report, after training
+    labelled, val, unlabelled = (x[:FEW_SHOT], y[:FEW_SHOT]), (x[s:], y[s:]), x[FEW_SHOT:s]
 
-    def reported(history):  # the pseudo-labels as counts and accuracies against the hidden labels
-        return [row | ({"pseudo": pseudo_label_report(row, hidden_labels)} if "kept" in row else {}) for row in history]
+    def reported(history):  # the pseudo-labels, counted against the hidden labels of 100..s-1, after training
+        for row in history[:-1]:
+            keep, right = row.pop("kept"), row.pop("pseudo_labels") == y[FEW_SHOT:s]
+            row["pseudo"] = {"kept": int(keep.sum()), "accuracy": right[keep].float().mean().item() if keep.any() else None,
+                             "kept_per_class": torch.bincount(y[FEW_SHOT:s][keep], minlength=10).tolist(),
+                             "right_per_class": torch.bincount(y[FEW_SHOT:s][keep & right], minlength=10).tolist()}
+        return history
 
     # The choice on validation (seed --seed, the AE start): the threshold, and the rounds read off each run
     cap = 2 if args.quick else ROUNDS
@@ -110,33 +103,29 @@ def main(argv=None):
     chosen = choose(candidates, "val_accuracy")
     print(f"chosen on validation: threshold {chosen['threshold']}, {chosen['rounds']} rounds")
 
-    # The chosen settings over seeds, from the AE start and from random initialisation (a run of fewer rounds
-    # is the start of a longer one: the selection's run of --seed is reused)
+    # The chosen settings over seeds, from the AE start and from random initialisation (the first rounds of
+    # the selection's run of --seed are its run: reused)
     results = {}
     for name, start, n in (("autoencoder", encoder, args.seeds), ("random", None, args.random_seeds)):
         histories = [selection[chosen["threshold"]][:chosen["rounds"] + 1] if start is encoder and seed == args.seed
                      else reported(self_train(args, labelled, unlabelled, val, test, device, seed, chosen["threshold"],
                                               chosen["rounds"], start)) for seed in range(args.seed, args.seed + n)]
-        last = [{"seed": args.seed + i, "test_accuracy": h[-1]["test_accuracy"], "val_accuracy": h[-1]["val_accuracy"],
-                 "seconds": h[-1]["seconds"]} for i, h in enumerate(histories)]
-        results[name] = fewshot.summarise(last) | {"history": histories} if n else None
-    task5 = load_results(out / "results" / "task5_transfer_learning.json", "run python tasks/task5_transfer_learning.py first")
-    best5 = task5["final"]["recipes"][task5["final"]["best"]]
-    gain = fewshot.pretraining_gain(results["autoencoder"], best5)  # paired by seed: round 0 is Task 5's model of that seed
-    print(f"AE start: test {100 * results['autoencoder']['test_accuracy_mean']:.2f}%, "
-          f"{100 * gain['test_accuracy_difference']:+.2f} +- {100 * gain['standard_error']:.2f} points over Task 5's best")
+        results[name] = fewshot.summarise([{"seed": args.seed + i, "test_accuracy": h[-1]["test_accuracy"],
+                                            "val_accuracy": h[-1]["val_accuracy"], "seconds": h[-1]["seconds"]}
+                                           for i, h in enumerate(histories)]) | {"history": histories} if n else None
+    gain = fewshot.pretraining_gain(results["autoencoder"], task5["final"]["recipes"][task5["final"]["best"]])
+    print(f"AE start: test {100 * results['autoencoder']['test_accuracy_mean']:.2f}%, "  # paired by seed: round 0 is
+          f"{100 * gain['test_accuracy_difference']:+.2f} points over Task 5's best")  # Task 5's model of the seed
 
     fig, axes = plt.subplots(1, 2, figsize=(plots.TEXT_WIDTH, 2.7))
     for i, (name, res) in enumerate((k, v) for k, v in results.items() if v):
-        h, rounds, color = res["history"], range(len(res["history"][0])), plots.COLORS(i)
-
-        def mean(key, rows):  # over the seeds, per round
-            return [100 * sum(key(run[r]) for run in h) / len(h) for r in rows]
-        axes[0].plot(rounds, mean(lambda row: row["test_accuracy"], rounds), "o-", ms=3, color=color, label=f"{name} start, test")
-        axes[0].plot(rounds, mean(lambda row: row["val_accuracy"], rounds), "s--", ms=3, color=color,
-                     label=f"{name} start, validation")
-        axes[1].plot(rounds[:-1], mean(lambda row: row["pseudo"]["accuracy"] or 0.0, rounds[:-1]), "o-", ms=3, color=color,
-                     label=f"{name} start")
+        h = res["history"]
+        for ax, key, style, what in ((axes[0], "test_accuracy", "o-", ", test"), (axes[0], "val_accuracy", "s--", ", validation"),
+                                     (axes[1], "pseudo", "o-", "")):
+            rounds = range(len(h[0]) - (key == "pseudo"))
+            get = (lambda row: row["pseudo"]["accuracy"] or 0.0) if key == "pseudo" else (lambda row, k=key: row[k])
+            ax.plot(rounds, [100 * sum(get(run[r]) for run in h) / len(h) for r in rounds], style, ms=3,
+                    color=plots.COLORS(i), label=f"{name} start{what}")
     axes[0].set(xlabel="round (0: the start model)", ylabel="accuracy %", title="Test and validation accuracy")
     axes[1].set(xlabel="round that labels", ylabel="pseudo-label accuracy %", title="The pseudo-labels it keeps")
     for ax in axes:
@@ -146,8 +135,7 @@ def main(argv=None):
     plots._save(fig, out / "figures" / f"{NAME}.png")
     save_results(out / "results" / f"{NAME}.json", args, device, started, selection=candidates,
                  final={"chosen": chosen, "rounds_cap": cap, "start_recipe": asdict(fewshot.AUGMENTED),
-                        "gain_over_task5_best": gain}
-                 | results)
+                        "gain_over_task5_best": gain} | results)
 
 
 if __name__ == "__main__":
