@@ -32,8 +32,9 @@ def parse_args(argv=None):
 def steps(args) -> list[tuple[str, list[str]]]:
     """(script, flags) of every step, in order."""
     flags = ["--device", args.device] + ["--quick"] * args.quick
-    flags += ["--data-dir", args.data_dir] * bool(args.data_dir) + ["--out-dir", args.out_dir] * bool(args.out_dir)
-    report = ["--out-dir", args.out_dir or str(REPO / "runs" / "quick")] if args.out_dir or args.quick else []
+    flags += ["--data-dir", args.data_dir] * bool(args.data_dir)
+    flags += ["--out-dir", args.out_dir] if args.out_dir is not None else []  # an empty one is refused by the scripts
+    report = ["--out-dir", args.out_dir or str(REPO / "runs" / "quick")] if args.out_dir is not None or args.quick else []
     return [(s, flags) for s in TASKS + EXTRAS * args.extras] + [("report/build.py", report)]
 
 

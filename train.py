@@ -152,7 +152,7 @@ def fit(model, train, test, *, loss_fn, epochs, batch_size, lr, device, generato
             loss = loss_fn(model(augment(xb, generator) if augment else xb), yb)
             if not math.isfinite(loss.item()):
                 raise UserError(f"training diverged: the loss is {loss.item()} at epoch {epoch}, step {step}; "
-                                f"try a smaller --lr (now {lr:g})")
+                                f"try a smaller learning rate (the peak is now {lr:g})")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

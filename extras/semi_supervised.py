@@ -1,8 +1,8 @@
 """Beyond the exercise: the 49,900 unlabelled training images take the 100 labels further (pseudo-labelling).
 
 Iterated pseudo-labelling, the simplest method that uses the unlabelled images in the classification itself.
-Start: Task 5's chosen recipe (Task 1's encoder + a fresh MLP, augmented, images 0..99), or the same from random
-initialisation. Each round the current model labels images 100..49999 from their pixels; the predictions above
+Start: Task 5's chosen recipe, read from its results (Task 1's encoder + a fresh MLP on images 0..99), or the
+same from random initialisation. Each round the current model labels images 100..49999 from their pixels; the predictions above
 a confidence threshold become labels, and a fresh classifier from the same start (a round's mistakes stay out
 of the next one's weights) trains on them and the 100 images. Their true labels never reach training:
 self_train() gets the images only; they are read afterwards, to report the pseudo-labels' accuracy. The
@@ -50,13 +50,13 @@ def confident(logits: torch.Tensor, threshold: float) -> tuple[torch.Tensor, tor
     return labels, confidence > threshold
 
 
-def self_train(args, labelled, unlabelled_images, val, test, device, seed, threshold, rounds, encoder=None):
-    """The start model, then `rounds` rounds of pseudo-labelling; per round (0 = the start): the
-    validation and test accuracy, and the pseudo-labels that trained the next round (labels, mask)."""
+def self_train(args, start_recipe, labelled, unlabelled_images, val, test, device, seed, threshold, rounds,
+               encoder=None):
+    """The start model (`start_recipe` on the labelled images), then `rounds` rounds of pseudo-labelling; per
+    round (0 = the start): the validation and test accuracy, and the pseudo-labels that trained the next round."""
     generator, start = seed_everything(seed), time.perf_counter()
     model = fewshot.classifier(encoder)
-    fewshot.train_recipe(model, replace(fewshot.AUGMENTED, epochs=3) if args.quick else fewshot.AUGMENTED, labelled,
-                         None, device, generator, label=f"seed {seed}, start ")
+    fewshot.train_recipe(model, start_recipe, labelled, None, device, generator, label=f"seed {seed}, start ")
     history = []
     for r in range(rounds + 1):
         row = {"round": r, "seconds": time.perf_counter() - start,
@@ -81,7 +81,9 @@ def main(argv=None):
     device, out, started = pick_device(args.device), prepare_out_dir(args), time.perf_counter()
     encoder = load_pretrained(out / "checkpoints" / "task1_autoencoder.pt",
                               "run python tasks/task1_autoencoder.py first (about 5 minutes)")["encoder"]
-    task5 = load_results(out / "results" / "task5_transfer_learning.json", "run python tasks/task5_transfer_learning.py first")
+    task5 = load_results(out / "results" / "task5_transfer_learning.json",
+                         "run python tasks/task5_transfer_learning.py first")
+    start_recipe = fewshot.Recipe(**task5["final"]["recipes"][task5["final"]["best"]]["recipe"])  # Task 5's choice
     (x, y), test = load_splits(args.data_dir, args.quick)
     s = validation_start(len(x))
     labelled, val, unlabelled = (x[:FEW_SHOT], y[:FEW_SHOT]), (x[s:], y[s:]), x[FEW_SHOT:s]
@@ -96,8 +98,8 @@ def main(argv=None):
 
     # The choice on validation (seed --seed, the AE start): the threshold, and the rounds read off each run
     cap = 2 if args.quick else ROUNDS
-    selection = {t: reported(self_train(args, labelled, unlabelled, val, test, device, args.seed, t, cap, encoder))
-                 for t in THRESHOLDS}
+    selection = {t: reported(self_train(args, start_recipe, labelled, unlabelled, val, test, device, args.seed, t, cap,
+                                        encoder)) for t in THRESHOLDS}
     candidates = [{"threshold": t, "rounds": row["round"], "val_accuracy": row["val_accuracy"],
                    "train_seconds": row["seconds"]} for t, h in selection.items() for row in h]
     chosen = choose(candidates, "val_accuracy")
@@ -108,8 +110,9 @@ def main(argv=None):
     results = {}
     for name, start, n in (("autoencoder", encoder, args.seeds), ("random", None, args.random_seeds)):
         histories = [selection[chosen["threshold"]][:chosen["rounds"] + 1] if start is encoder and seed == args.seed
-                     else reported(self_train(args, labelled, unlabelled, val, test, device, seed, chosen["threshold"],
-                                              chosen["rounds"], start)) for seed in range(args.seed, args.seed + n)]
+                     else reported(self_train(args, start_recipe, labelled, unlabelled, val, test, device, seed,
+                                              chosen["threshold"], chosen["rounds"], start))
+                     for seed in range(args.seed, args.seed + n)]
         results[name] = fewshot.summarise([{"seed": args.seed + i, "test_accuracy": h[-1]["test_accuracy"],
                                             "val_accuracy": h[-1]["val_accuracy"], "seconds": h[-1]["seconds"]}
                                            for i, h in enumerate(histories)]) | {"history": histories} if n else None
@@ -134,7 +137,7 @@ def main(argv=None):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     plots._save(fig, out / "figures" / f"{NAME}.png")
     save_results(out / "results" / f"{NAME}.json", args, device, started, selection=candidates,
-                 final={"chosen": chosen, "rounds_cap": cap, "start_recipe": asdict(fewshot.AUGMENTED),
+                 final={"chosen": chosen, "rounds_cap": cap, "start_recipe": asdict(start_recipe),
                         "gain_over_task5_best": gain} | results)
 
 

@@ -65,8 +65,10 @@ def results_table(results: Path) -> str:
 def update_readme(results: Path) -> None:
     readme = REPO / "README.md"
     text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        raise UserError(f"{readme} lacks the {README_START} ... {README_END} markers of the results table; put them back")
     start, end = text.index(README_START) + len(README_START), text.index(README_END)
-    readme.write_text(text[:start] + "\n" + results_table(results) + "\n" + text[end:])
+    write_whole(readme, lambda tmp: tmp.write_text(text[:start] + "\n" + results_table(results) + "\n" + text[end:]))
 
 
 def build_pdf(out_dir: Path, output: Path, names: str | None = None) -> None:

@@ -6,7 +6,6 @@ report is built from, and a README that opens with both names and cse usernames;
 import argparse
 import re
 import sys
-import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -16,7 +15,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "report"))
 
 from build import build_pdf  # noqa: E402
-from train import Parser, UserError, run  # noqa: E402
+from train import Parser, UserError, run, write_whole  # noqa: E402
 
 CODE = ("*.py", "requirements.txt", "tasks/*.py", "extras/*.py", "report/*.py", "report/*.typ", "tests/*.py",
         "notebooks/*.ipynb")
@@ -65,12 +64,17 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         pdf = Path(tmp) / "ex2.pdf"
         build_pdf(REPO, pdf, ", ".join(f"{n} ({u})" for n, u in people))
-        with zipfile.ZipFile(Path(tmp) / zip_path.name, "w", zipfile.ZIP_DEFLATED) as z:
-            z.writestr("README.md", readme)
-            z.write(pdf, "ex2.pdf")
-            for name, f in members.items():
-                z.write(f, name)
-        shutil.move(Path(tmp) / zip_path.name, zip_path)
+
+        def write_zip(path):
+            with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+                z.writestr("README.md", readme)
+                z.write(pdf, "ex2.pdf")
+                for name, f in members.items():
+                    z.write(f, name)
+        try:
+            write_whole(zip_path, write_zip)
+        except OSError as exc:
+            raise UserError(f"cannot write {zip_path} ({exc.strerror}); pass an --out folder you can write to") from None
     print(f"wrote {zip_path}")
 
 

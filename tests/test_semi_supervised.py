@@ -24,9 +24,9 @@ def _run(root, out, monkeypatch):
     """main() on the quick settings with every self_train() call's data recorded."""
     calls, real = [], semi_supervised.self_train
 
-    def spy(args, labelled, unlabelled, val, test, *rest, **kw):
+    def spy(args, start_recipe, labelled, unlabelled, val, test, *rest, **kw):
         calls.append({"labelled": labelled, "unlabelled": unlabelled, "val": val, "test": test})
-        return real(args, labelled, unlabelled, val, test, *rest, **kw)
+        return real(args, start_recipe, labelled, unlabelled, val, test, *rest, **kw)
 
     monkeypatch.setattr(semi_supervised, "self_train", spy)
     semi_supervised.main(["--quick", "--device", "cpu", "--data-dir", str(root), "--out-dir", str(out)])

@@ -157,3 +157,11 @@ def test_the_tuning_rule_reads_validation_only_and_prefers_the_faster_of_equals(
     seeded = [{"setting": s, "val_accuracy_mean": m, "val_accuracy_se": se, "train_seconds": t}
               for s, m, se, t in (("a", 0.90, 0.01, 100), ("b", 0.893, 0.02, 30), ("c", 0.885, 0.01, 1))]
     assert choose(seeded, "val_accuracy_mean")["setting"] == "b"  # within one standard error of a's mean
+
+
+def test_reproduce_passes_an_empty_out_dir_on_so_that_every_script_refuses_it():
+    """An unset shell variable must not turn into "write over the committed outputs"."""
+    import reproduce
+
+    for _, flags in reproduce.steps(reproduce.parse_args(["--out-dir", ""])):
+        assert flags[flags.index("--out-dir") + 1] == ""
