@@ -109,6 +109,8 @@ def main(argv=None):
     p.add_argument("--names", default=None, help='the title block, e.g. "Ada Lovelace (alovelace), Alan Turing '
                                                  '(aturing)" (default: a note that report/pack.py fills it in)')
     args = p.parse_args(argv)
+    if args.out_dir is not None and not args.out_dir.strip():
+        raise UserError("--out-dir is empty (an unset shell variable?); pass a folder")
     out_dir = Path(args.out_dir).resolve() if args.out_dir else REPO
     build_pdf(out_dir, Path(args.output).resolve() if args.output else out_dir / "ex2.pdf", args.names)
     if out_dir == REPO:
