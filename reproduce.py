@@ -34,8 +34,8 @@ def steps(args) -> list[tuple[str, list[str]]]:
     flags = ["--device", args.device] + ["--quick"] * args.quick
     flags += ["--data-dir", args.data_dir] * bool(args.data_dir)
     flags += ["--out-dir", args.out_dir] if args.out_dir is not None else []  # an empty one is refused by the scripts
-    report = ["--out-dir", args.out_dir] if args.out_dir is not None else ["--out-dir", str(REPO / "runs" / "quick")] \
-        if args.quick else []
+    out = args.out_dir if args.out_dir is not None else str(REPO / "runs" / "quick") if args.quick else None
+    report = ["--out-dir", out] if out is not None else []  # the report reads where the tasks wrote
     return [(s, flags) for s in TASKS + EXTRAS * args.extras] + [("report/build.py", report)]
 
 
