@@ -24,7 +24,7 @@ with convolutions alone needs two more strided layers (7 -> 4 -> 2, a 3x2x2 code
 filters read at four places (each cell's receptive field, 37x37 pixels, already covers most of
 the digit). The FC layer instead gives each of the d numbers its own weights over the whole map.
 ``Encoder(fc=False)`` is that conv-only variant (d must then be a multiple of 4), kept for the
-comparison in Task 1.
+comparison in Task 1; ``extra_channels=60`` widens its two extra layers to the FC model's parameter count.
 
 ``load_pretrained(path)`` rebuilds the trained modules of a checkpoint (in a notebook, or in a task
 that builds on another); train.save_checkpoint writes one.
@@ -57,10 +57,12 @@ def up_block(c_in: int, c_out: int, kernel: int = 4, padding: int = 1) -> nn.Seq
 class Encoder(nn.Module):
     """Image (B, 1, 28, 28) in [0, 1] -> latent code (B, latent_dim)."""
 
-    def __init__(self, latent_dim: int = 12, channels: tuple[int, int] = (16, 32), fc: bool = True):
+    def __init__(self, latent_dim: int = 12, channels: tuple[int, int] = (16, 32), fc: bool = True,
+                 extra_channels: int | None = None):
         super().__init__()
         c1, c2 = channels
-        self.latent_dim, self.channels, self.fc = latent_dim, tuple(channels), fc
+        c3 = extra_channels or c2  # the conv-only variant's two extra layers
+        self.latent_dim, self.channels, self.fc, self.extra_channels = latent_dim, tuple(channels), fc, c3
         self.features = nn.Sequential(
             conv_block(1, c1, 1),   # 28x28
             conv_block(c1, c1, 2),  # 14x14
@@ -73,8 +75,8 @@ class Encoder(nn.Module):
             if latent_dim % 4:
                 raise ValueError(f"the conv-only encoder needs latent_dim divisible by 4, got {latent_dim}")
             self.to_latent = nn.Sequential(
-                conv_block(c2, c2, 2),                                     # 4x4
-                nn.Conv2d(c2, latent_dim // 4, 3, stride=2, padding=1),   # (d/4)x2x2
+                conv_block(c2, c3, 2),                                     # 4x4
+                nn.Conv2d(c3, latent_dim // 4, 3, stride=2, padding=1),   # (d/4)x2x2
                 nn.Flatten(),
             )
 
@@ -85,10 +87,12 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """Latent code (B, latent_dim) -> image (B, 1, 28, 28) in [0, 1]; mirrors the Encoder."""
 
-    def __init__(self, latent_dim: int = 12, channels: tuple[int, int] = (16, 32), fc: bool = True):
+    def __init__(self, latent_dim: int = 12, channels: tuple[int, int] = (16, 32), fc: bool = True,
+                 extra_channels: int | None = None):
         super().__init__()
         c1, c2 = channels
-        self.latent_dim, self.channels, self.fc = latent_dim, tuple(channels), fc
+        c3 = extra_channels or c2  # the conv-only variant's two extra layers
+        self.latent_dim, self.channels, self.fc, self.extra_channels = latent_dim, tuple(channels), fc, c3
         if fc:
             self.from_latent = nn.Sequential(
                 nn.Linear(latent_dim, c2 * 7 * 7), nn.ReLU(inplace=True), nn.Unflatten(1, (c2, 7, 7))
@@ -98,8 +102,8 @@ class Decoder(nn.Module):
                 raise ValueError(f"the conv-only decoder needs latent_dim divisible by 4, got {latent_dim}")
             self.from_latent = nn.Sequential(
                 nn.Unflatten(1, (latent_dim // 4, 2, 2)),
-                up_block(latent_dim // 4, c2),            # 4x4
-                up_block(c2, c2, kernel=3, padding=1),     # 7x7
+                up_block(latent_dim // 4, c3),            # 4x4
+                up_block(c3, c2, kernel=3, padding=1),     # 7x7
             )
         self.features = nn.Sequential(
             up_block(c2, c1),        # 14x14
@@ -144,15 +148,16 @@ def architecture(modules: dict[str, nn.Module]) -> dict:
     arch = {}
     for m in modules.values():
         if isinstance(m, (Encoder, Decoder)):
-            arch |= {"latent_dim": m.latent_dim, "channels": list(m.channels), "fc": m.fc}
+            arch |= {"latent_dim": m.latent_dim, "channels": list(m.channels), "fc": m.fc,
+                     "extra_channels": m.extra_channels}
         elif isinstance(m, MLP):
             arch |= {"latent_dim": m.in_dim, "hidden": m.hidden}
     return arch
 
 
 BUILD = {  # module name in a checkpoint -> a fresh module of the recorded architecture
-    "encoder": lambda a: Encoder(a["latent_dim"], tuple(a["channels"]), a["fc"]),
-    "decoder": lambda a: Decoder(a["latent_dim"], tuple(a["channels"]), a["fc"]),
+    "encoder": lambda a: Encoder(a["latent_dim"], tuple(a["channels"]), a["fc"], a.get("extra_channels")),
+    "decoder": lambda a: Decoder(a["latent_dim"], tuple(a["channels"]), a["fc"], a.get("extra_channels")),
     "mlp": lambda a: MLP(a["latent_dim"], a["hidden"]),
 }
 

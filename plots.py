@@ -152,3 +152,29 @@ def latent_scatter(panels: dict[str, tuple["np.ndarray", "np.ndarray"]], path, t
     fig.legend(handles, labels, loc="center right", title="digit\n(class\nmean)")
     fig.suptitle(title)
     _save(fig, path, rect=(0, 0, 0.88, 1))
+
+
+def study(questions: dict[str, dict], path) -> None:
+    """The validation study, one panel per question: the validation score of every value tried (the
+    few-shot ones: mean +- one standard error over seeds), the chosen value filled, a cap marked "cap"."""
+    fig, axes = plt.subplots(4, 4, figsize=(TEXT_WIDTH, 7.2), squeeze=False)
+    for ax, (question, a) in zip(axes.flat, questions.items()):
+        metric = next(k for k in a["rows"][0] if k in ("val_l1", "val_accuracy", "val_accuracy_mean"))
+        scale = 1 if metric == "val_l1" else 100
+        y = np.array([scale * r[metric] for r in a["rows"]])
+        se = np.array([scale * r.get("val_accuracy_se", 0.0) for r in a["rows"]])
+        x = np.arange(len(y))
+        ax.errorbar(x, y, yerr=se if se.any() else None, fmt="o-", ms=3, color=COLORS(0), capsize=2)
+        k = a["values"].index(a["chosen"])
+        ax.plot(x[k], y[k], "o", ms=7, mfc="none", mec=COLORS(3), mew=1.5)
+        ax.set_xticks(x, ["/".join(map(str, v)) if isinstance(v, list) else f"{v:g}" for v in a["values"]],
+                      rotation=40)
+        ax.set_title(question.replace("task", "Task ").replace(".", ": ").replace("augment_shift", "shift").replace("_", " ")
+                     + (" (cap)" if a["cap"] else ""), fontsize=8)
+        ax.set_ylabel("val L1" if metric == "val_l1" else "val acc %", labelpad=1)
+        ax.grid(alpha=0.3)
+        ax.margins(x=0.15, y=0.2)
+    for ax in list(axes.flat)[len(questions):]:
+        ax.axis("off")
+    fig.suptitle("Validation study: score per value tried (ring: chosen)")
+    _save(fig, path)
