@@ -27,11 +27,19 @@ def latent_geometry(z_train, y_train, z_test, y_test, seed: int) -> dict:
     within = (zs - means[y_test]).norm(dim=1).mean().item()
     pair = torch.cdist(means, means)
     between = (pair.sum() / (10 * 9)).item()  # mean over the 45 distinct pairs (each counted twice)
-    # nearest class mean: class means from the training codes, applied to the test codes
-    train_means = torch.stack([z_train[y_train == c].mean(0) for c in range(10)])
-    ncm = (torch.cdist(z_test, train_means).argmin(1) == y_test).float().mean().item()
+    pair.fill_diagonal_(float("inf"))
+    nearest = pair.min(1)  # each class's nearest other class mean, in the 12-D normalised space
+
+    def ncm(z, y):  # nearest class mean: class means from the training codes z, y, applied to the test codes
+        means = torch.stack([z[y == c].mean(0) for c in range(10)])
+        return (torch.cdist(z_test, means).argmin(1) == y_test).float().mean().item()
+
     return {"within_class_spread": within, "between_class_separation": between,
-            "separation_to_spread_ratio": between / within, "nearest_class_mean_accuracy": ncm,
+            "separation_to_spread_ratio": between / within,
+            "class_mean_distances": pair.fill_diagonal_(0).tolist(),
+            "nearest_class": nearest.indices.tolist(), "nearest_class_distance": nearest.values.tolist(),
+            "nearest_class_mean_accuracy": ncm(z_train, y_train),
+            "nearest_class_mean_accuracy_100_labels": ncm(z_train[:100], y_train[:100]),  # training images 0..99
             "linear_probe_accuracy": linear_probe(z_train, y_train, z_test, y_test, seed),
             "normalisation": "codes divided by their RMS distance to the overall mean of the test codes"}
 
@@ -112,6 +120,8 @@ def within_class_pixel_std(images: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def pca_2d(z: torch.Tensor) -> torch.Tensor:
+    """The codes on their first two principal components, scaled like latent_geometry (total spread 1)."""
     zc = z - z.mean(0)
+    zc = zc / zc.pow(2).sum(1).mean().sqrt()
     _, _, v = torch.linalg.svd(zc, full_matrices=False)
     return zc @ v[:2].T

@@ -27,7 +27,7 @@ class Recipe:
 # one-cycle schedule of the augmented recipe. replace(AUGMENTED, augment=False), "schedule only", tells
 # the two parts of the augmented recipe's gain apart.
 PLAIN = Recipe()
-AUGMENTED = Recipe(augment=True, epochs=150, lr=0.001, schedule="onecycle")
+AUGMENTED = Recipe(augment=True, epochs=100, lr=0.003, schedule="onecycle")
 
 
 def schedules(args) -> tuple[Recipe, Recipe]:

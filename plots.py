@@ -103,55 +103,57 @@ def bars(groups: dict[str, list[float]], labels: list[str], path, ylabel: str, t
     _save(fig, path)
 
 
-def mean_band(runs: dict[str, list[list[dict]]], path, title: str, x_key: str = "epoch") -> None:
-    """For each experiment (a list of per-seed histories): mean curve and min-max band of the loss
-    and the accuracy (linear axes), train dashed and test solid, against `x_key` (epoch or
-    training seconds). The lowest mean test loss of each experiment is marked, its value in the legend."""
-    fig, axes = plt.subplots(1, 2, figsize=(TEXT_WIDTH, 2.9))
-    for i, (name, histories) in enumerate(runs.items()):
-        color = COLORS(i)
-        x = np.mean([[r[x_key] for r in h] for h in histories], axis=0)
-        for ax, metric, scale in ((axes[0], "loss", 1), (axes[1], "accuracy", 100)):
-            for split, style in (("train", "--"), ("test", "-")):
-                y = scale * np.array([[r[f"{split}_{metric}"] for r in h] for h in histories])
-                lowest = (split, metric) == ("test", "loss")
-                label = f"{name}, {split}" + (f" (lowest {y.mean(0).min():.3f})" if lowest else "")
-                ax.plot(x, y.mean(0), style, color=color, label=label)
-                ax.fill_between(x, y.min(0), y.max(0), color=color, alpha=0.15 if split == "test" else 0.07, lw=0)
-                if lowest:  # a marker just above the lowest point, pointing at it
-                    k, above = int(y.mean(0).argmin()), offset_copy(ax.transData, fig, y=6, units="points")
-                    ax.plot(x[k], y.mean(0)[k], "v", color=color, ms=7, transform=above)
-    xlabel = "training time (s)" if x_key == "seconds" else x_key
-    axes[0].set(xlabel=xlabel, ylabel="cross-entropy loss", title="loss (▼ lowest mean test loss)")
-    axes[1].set(xlabel=xlabel, ylabel="accuracy %", title="accuracy")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        if x_key == "epoch":
+def mean_band(rows: dict[str, dict[str, list[list[dict]]]], path, title: str) -> None:
+    """One row of two panels (loss, accuracy) per recipe; in each, every experiment (a list of per-seed
+    histories) as its mean curve and min-max band over seeds against the epoch, train dashed and test solid.
+    The lowest mean test loss of each experiment is marked, its value in the legend."""
+    fig, axes = plt.subplots(len(rows), 2, figsize=(TEXT_WIDTH, 0.6 + 2.45 * len(rows)), squeeze=False)
+    for (recipe, runs), (ax_loss, ax_acc) in zip(rows.items(), axes):
+        for i, (name, histories) in enumerate(runs.items()):
+            color = COLORS(i)
+            x = np.array([r["epoch"] for r in histories[0]])
+            for ax, metric, scale in ((ax_loss, "loss", 1), (ax_acc, "accuracy", 100)):
+                for split, style in (("train", "--"), ("test", "-")):
+                    y = scale * np.array([[r[f"{split}_{metric}"] for r in h] for h in histories])
+                    lowest = (split, metric) == ("test", "loss")
+                    label = f"{name}, {split}" + (f" (lowest {y.mean(0).min():.3f})" if lowest else "")
+                    ax.plot(x, y.mean(0), style, color=color, label=label)
+                    ax.fill_between(x, y.min(0), y.max(0), color=color, alpha=0.15 if split == "test" else 0.07, lw=0)
+                    if lowest:  # a marker just above the lowest point, pointing at it
+                        k, above = int(y.mean(0).argmin()), offset_copy(ax.transData, fig, y=6, units="points")
+                        ax.plot(x[k], y.mean(0)[k], "v", color=color, ms=7, transform=above)
+        ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title=f"{recipe}: loss (▼ lowest mean test loss)")
+        ax_acc.set(xlabel="epoch", ylabel="accuracy %", title=f"{recipe}: accuracy")
+        for ax in (ax_loss, ax_acc):
+            ax.grid(alpha=0.3)
             _epoch_axis(ax, x)
-    handles, labels = axes[0].get_legend_handles_labels()
-    ncol = 2 if len(labels) > 2 else len(labels)
-    rows = (len(labels) + ncol - 1) // ncol
-    fig.legend(handles, labels, loc="lower center", ncol=ncol, frameon=False)
+        ax_loss.legend(fontsize=8, loc="upper right")
     fig.suptitle(title)
-    _save(fig, path, rect=(0, 0.055 * rows + 0.01, 1, 1))
+    _save(fig, path)
 
 
 def latent_scatter(panels: dict[str, tuple["np.ndarray", "np.ndarray"]], path, title: str) -> None:
-    """Side-by-side 2-D scatter plots (e.g. PCA of latent codes), points coloured by digit and drawn
-    in a random order (no class hides under another); each class's mean is a large cross."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(TEXT_WIDTH, 3.3), squeeze=False)
+    """Side-by-side 2-D scatter plots on one shared scale (e.g. PCA of latent codes, each scaled to total
+    spread 1), points coloured by digit and drawn in a random order (no class hides under another); each
+    class's mean is its digit in a white box, nudged down where it would cover another's label."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(TEXT_WIDTH, 3.4), squeeze=False, sharex=True, sharey=True)
     for ax, (name, (xy, labels)) in zip(axes[0], panels.items()):
         order = np.random.default_rng(0).permutation(len(labels))
         ax.scatter(xy[order, 0], xy[order, 1], s=2, alpha=0.4, c=[COLORS(d) for d in labels[order]], rasterized=True)
+        span = np.ptp(xy, axis=0).max()
+        placed = []
         for digit in range(10):
             if (labels == digit).any():
-                ax.scatter(*xy[labels == digit].mean(0), s=90, marker="X", color=COLORS(digit), edgecolors="black",
-                           linewidths=0.8, label=str(digit))
-        ax.set(title=name, xlabel="PC 1", ylabel="PC 2")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center right", title="digit\n(class\nmean)")
-    fig.suptitle(title)
-    _save(fig, path, rect=(0, 0, 0.88, 1))
+                x, y = xy[labels == digit].mean(0)
+                while any(abs(x - px) < 0.05 * span and abs(y - py) < 0.05 * span for px, py in placed):
+                    y -= 0.05 * span  # two labels would overlap: move this one below
+                placed.append((x, y))
+                ax.text(x, y, str(digit), ha="center", va="center", fontsize=8, weight="bold", color=COLORS(digit),
+                        bbox=dict(boxstyle="round,pad=0.15", fc="white", ec=COLORS(digit), lw=0.8))
+        ax.set(title=name, xlabel="PC 1 (codes scaled to total spread 1)", ylabel="PC 2")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title + " (boxed digit: class mean)")
+    _save(fig, path)
 
 
 def study(questions: dict[str, dict], path) -> None:
@@ -177,4 +179,24 @@ def study(questions: dict[str, dict], path) -> None:
     for ax in list(axes.flat)[len(questions):]:
         ax.axis("off")
     fig.suptitle("Validation study: score per value tried (ring: chosen)")
+    _save(fig, path)
+
+
+def rounds(runs: dict[str, list[list[dict]]], path) -> None:
+    """Self-training (extras/semi_supervised.py), mean over seeds per start point: test and validation accuracy
+    per round (0: the start model), and the accuracy of the pseudo-labels each round keeps."""
+    fig, axes = plt.subplots(1, 2, figsize=(TEXT_WIDTH, 2.7))
+    for i, (name, h) in enumerate(runs.items()):
+        for ax, key, style, what in ((axes[0], "test_accuracy", "o-", ", test"),
+                                     (axes[0], "val_accuracy", "s--", ", validation"), (axes[1], "pseudo", "o-", "")):
+            rounds = range(len(h[0]) - (key == "pseudo"))
+            get = (lambda row: row["pseudo"]["accuracy"] or 0.0) if key == "pseudo" else (lambda row, k=key: row[k])
+            ax.plot(rounds, [100 * sum(get(run[r]) for run in h) / len(h) for r in rounds], style, ms=3,
+                    color=COLORS(i), label=f"{name} start{what}")
+    axes[0].set(xlabel="round (0: the start model)", ylabel="accuracy %", title="Test and validation accuracy")
+    axes[1].set(xlabel="round that labels", ylabel="pseudo-label accuracy %", title="The pseudo-labels it keeps")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend()
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     _save(fig, path)

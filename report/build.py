@@ -83,10 +83,10 @@ def build_pdf(out_dir: Path, output: Path, names: str | None = None) -> None:
               "extras": ",".join(n for n in EXTRAS if (results / f"{n}.json").is_file())}
     if names:
         inputs["names"] = names
-    if (results / "tuning.json").is_file():  # the validation study's rule (tune.py, not part of reproduce.py)
-        inputs["tolerance"] = json.dumps(load_results(results / "tuning.json", "")["tolerance"])
+    if (results / "tuning.json").is_file():  # the validation study (tune.py, not part of reproduce.py)
+        inputs["tuning"] = "yes"
     missing = [f for f in re.findall(r'([\w-]+\.png)"', source.read_text()) if not (figures / f).is_file()
-               and not any(f.startswith(e) for e in EXTRAS)]
+               and not any(f.startswith(e) for e in EXTRAS + ("tuning",))]
     if missing:
         raise UserError(f"{figures / missing[0]} not found (ex2.typ shows it); run python reproduce.py first")
     try:  # the PDF's date is the newest run's, never the clock: unchanged inputs give identical bytes

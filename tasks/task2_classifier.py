@@ -29,7 +29,7 @@ NAME = "task2_classifier"
 
 
 def parse_args(argv=None):
-    p = parser(__doc__.splitlines()[0], epochs=6, batch_size=128, lr=0.01)  # chosen on validation by tune.py
+    p = parser(__doc__.splitlines()[0], epochs=12, batch_size=128, lr=0.0033)  # chosen on validation by tune.py
     p.add_argument("--latent-dim", type=number(int, 1, 1568), default=12, help="latent size d, 1..1568 (default: 12)")
     p.add_argument("--hidden", type=number(int, 1, 4096), default=128, help="hidden units of the MLP, 1..4096 (default: 128)")
     p.add_argument("--augment-shift", type=number(int, 0, 4), default=2,

@@ -62,9 +62,8 @@ def main(argv=None):
     best = fewshot.select(summaries)
     print(f"chosen on validation: {best} (test accuracy {100 * summaries[best]['test_accuracy_mean']:.2f}%)")
 
-    plots.mean_band({"from scratch": histories["plain"]}, out / "figures" / f"{NAME}_curves.png",
-                    f"Task 4: 100 labelled images, random initialisation, {args.seeds} seeds (mean, min-max band)",
-                    x_key="seconds")
+    plots.mean_band({r: {"from scratch": histories[r]} for r in ("plain", "augmented")}, out / "figures" / f"{NAME}_curves.png",
+                    f"Task 4: 100 labelled images, random initialisation, {args.seeds} seeds (mean, min-max band)")
     save_results(out / "results" / f"{NAME}.json", args, device, started, history=histories,
                  final={"best": best, "recipes": summaries, "label_counts": torch.bincount(data[0][1], minlength=10).tolist()})
 

@@ -56,7 +56,7 @@ def main(argv=None):
 
     histories, summaries, table = {}, {}, recipes(args)
     for name, recipe in table.items():
-        every = 2 if recipe == table["fine-tune"] else None  # the curve compared with Task 4's
+        every = None if recipe.freeze_encoder else 2 if recipe.schedule == "constant" else max(1, recipe.epochs // 6)
         histories[name], summaries[name] = fewshot.train_seeds(recipe, data, seeds, device, init_encoder=encoder,
                                                                eval_every=every, label=f"transfer, {name}, ")
         s = summaries[name]
@@ -77,9 +77,10 @@ def main(argv=None):
     if not gains:
         print("warning: Task 4 ran with other settings (no recipe matches); rerun it with these flags to compare")
 
-    plots.mean_band({"Task 4: random init": task4["history"]["plain"], "Task 5: AE encoder": histories["fine-tune"]},
+    plots.mean_band({r: {"Task 4: random init": task4["history"][r4], "Task 5: AE encoder": histories[r5]}
+                     for r, r4, r5 in (("plain", "plain", "fine-tune"), ("augmented", "augmented", "fine-tune, augmented"))},
                     out / "figures" / f"{NAME}_vs_task4.png",
-                    f"100 labelled images, plain recipe, {args.seeds} seeds (mean, min-max band)")
+                    f"100 labelled images, Tasks 4 and 5 under the same recipes, {args.seeds} seeds (mean, min-max band)")
     save_results(out / "results" / f"{NAME}.json", args, device, started, history=histories,
                  final={"best": best, "recipes": summaries, "pretraining_gain": gains})
 

@@ -67,6 +67,19 @@ def test_latent_geometry_of_a_planted_space():
     assert g["between_class_separation"] == pytest.approx(a * math.sqrt(2) / scale)
     assert g["separation_to_spread_ratio"] == pytest.approx(a * math.sqrt(2) / b)
     assert g["nearest_class_mean_accuracy"] == 1.0 and g["linear_probe_accuracy"] == 1.0
+    assert g["nearest_class_distance"] == pytest.approx([a * math.sqrt(2) / scale] * 10)  # all pairs equidistant
+    assert g["class_mean_distances"][3][3] == 0 and g["class_mean_distances"][3][7] == pytest.approx(a * math.sqrt(2) / scale)
+
+
+def test_the_nearest_class_is_the_planted_neighbour():
+    """Classes 4 and 9 planted close together (and 1 near 7): each one's nearest class is the other."""
+    centres = torch.eye(10) * 3
+    centres[9], centres[7] = centres[4] + torch.tensor([0.5] + [0.0] * 9), centres[1] * 0.9
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(10).repeat(50)
+    z = centres[y] + 0.05 * torch.randn(500, 10, generator=g)
+    nearest = latent_geometry(z, y, z, y, seed=0)["nearest_class"]
+    assert (nearest[4], nearest[9], nearest[1], nearest[7]) == (9, 4, 7, 1)
 
 
 def test_probe_accuracy_is_held_out():

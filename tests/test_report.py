@@ -274,3 +274,15 @@ def test_pdf_build_is_byte_reproducible(tmp_path, packed):
     newest = max(datetime.fromisoformat(json.loads(f.read_text())["environment"]["date"]) for f in runs)
     assert f"/CreationDate(D:{newest.astimezone(timezone.utc):%Y%m%d%H%M%S}".encode() in a
     assert packed["pdf"] != a  # the zip's PDF carries the names, not the placeholders
+
+
+@needs_results
+def test_the_committed_report_puts_the_answers_first_within_its_page_budget():
+    """Catches a report that grows: Tasks 1-5 within the first 6 pages (the theory starts on page 7 at the
+    latest), an appendix of at most 3 pages, at most 12 pages in all."""
+    from pypdf import PdfReader
+
+    pages = [page.extract_text() for page in PdfReader(REPO / "ex2.pdf").pages]
+    theory = next(i for i, text in enumerate(pages) if re.search(r"^\s*6 Theory", text, re.M))
+    appendix = next(i for i, text in enumerate(pages) if re.search(r"^\s*A Appendix", text, re.M))
+    assert theory <= 6 and len(pages) - appendix <= 3 and len(pages) <= 12

@@ -149,7 +149,7 @@ def test_help_states_every_default(capsys):
     out = capsys.readouterr().out
     for flag in ("--epochs", "--batch-size", "--lr", "--seed", "--device", "--data-dir", "--quick", "--latent-dim"):
         assert flag in out
-    assert out.count("default") >= 9
+    assert out.count("default") >= 8  # every flag but --quick and --help
 
 
 def test_evaluate_on_known_values():
