@@ -57,7 +57,7 @@ def results_table(results: Path) -> str:
                       for k, g in t5["pretraining_gain"].items())
     seconds = {n: read(results, n)["environment"]["seconds"] for n in TASKS}
     return "\n".join(["| result | test |", "| --- | --- |"] + [f"| {a} | {b} |" for a, b in rows] + [
-        "", f"Pre-training gain (Task 5 minus Task 4 under the same recipe, ± standard error over seeds): {gains}.",
+        "", f"What pre-training changes (Task 5 minus Task 4 under the same recipe, ± standard error over seeds): {gains}.",
         "", "Wall clock per script: " + ", ".join(f"{n} {s / 60:.1f} min" for n, s in seconds.items())
         + f"; {sum(seconds.values()) / 60:.1f} min in all."])
 
