@@ -82,11 +82,11 @@ def step_past(values: list, top: bool, shift: bool):
     return max(1, round(nxt)) if isinstance(b, int) else float(f"{nxt:.2g}")
 
 
-def bracket(question: str, values: list, score, metric: str, max_steps: int = 4) -> dict:
+def bracket(question: str, values: list, score, metric: str, max_steps: int = 4, caps: dict = CAPS) -> dict:
     """Ask `question` ('task.key') over `values` (score(v) -> a row) by the rule; while the choice is the
-    smallest or largest value tried, add one more past it, unless that end is a cap of CAPS. The answer:
+    smallest or largest value tried, add one more past it, unless that end is a cap of `caps`. The answer:
     {'values', 'rows', 'chosen', 'cap' (the reason if the choice sits at a cap, else None)}."""
-    lo, hi, reason = CAPS.get(question, (None, None, None))
+    lo, hi, reason = caps.get(question, (None, None, None))
     values, shift = sorted(values), question.endswith("shift")
     for extensions in range(max_steps + 1):
         rows = [score(v) for v in values]
@@ -115,7 +115,9 @@ def main(argv=None):
     fit_part, val = split_validation(x, y)
     if args.quick:
         fit_part, val = (fit_part[0][:1000], fit_part[1][:1000]), (val[0][:300], val[1][:300])
-        CAPS.update({"task1.epochs": (None, 2, "--quick"), "task2.epochs": (None, 2, "--quick"),
+    caps = dict(CAPS)  # --quick: small caps of its own (the module's stay as they are)
+    if args.quick:
+        caps.update({"task1.epochs": (None, 2, "--quick"), "task2.epochs": (None, 2, "--quick"),
                      "task3.epochs": (None, 2, "--quick"), "augmented.epochs": (None, 4, "--quick"),
                      "plain.epochs": (None, 4, "--quick")}
                     | {f"task{t}.batch_size": (64, None, "--quick") for t in (1, 2, 3)})
@@ -148,7 +150,7 @@ def main(argv=None):
         return row
 
     def ask(question: str, values, score, metric: str):
-        asked[question] = bracket(question, list(values), score, metric)
+        asked[question] = bracket(question, list(values), score, metric, caps=caps)
         a = asked[question]
         print(f"chosen {question} = {a['chosen']}" + (f" (at a cap: {a['cap']})" if a["cap"] else ""))
         return a["rows"][a["values"].index(a["chosen"])]
@@ -265,7 +267,7 @@ def main(argv=None):
     plots.study(asked, out / "figures" / f"{NAME}.png")
     save_results(out / "results" / f"{NAME}.json", args, device, started, rule=RULE,
                  tolerance={k: {"kind": v[0], "value": v[1]} for k, v in TOLERANCE.items()},
-                 caps={q: {"smallest": c[0], "largest": c[1], "reason": c[2]} for q, c in CAPS.items()},
+                 caps={q: {"smallest": c[0], "largest": c[1], "reason": c[2]} for q, c in caps.items()},
                  questions=asked, exploration=exploration, chosen=chosen, fixed={"few-shot batch_size": 10})
 
 
