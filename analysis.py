@@ -125,3 +125,11 @@ def pca_2d(z: torch.Tensor) -> torch.Tensor:
     zc = zc / zc.pow(2).sum(1).mean().sqrt()
     _, _, v = torch.linalg.svd(zc, full_matrices=False)
     return zc @ v[:2].T
+
+
+def pseudo_label_report(pseudo: torch.Tensor, kept: torch.Tensor, truth: torch.Tensor) -> dict:
+    """How many pseudo-labels were kept and how many of them are right, overall and per true class."""
+    right = pseudo == truth
+    return {"kept": int(kept.sum()), "accuracy": right[kept].float().mean().item() if kept.any() else None,
+            "kept_per_class": torch.bincount(truth[kept], minlength=10).tolist(),
+            "right_per_class": torch.bincount(truth[kept & right], minlength=10).tolist()}

@@ -106,7 +106,8 @@ def bars(groups: dict[str, list[float]], labels: list[str], path, ylabel: str, t
 def mean_band(rows: dict[str, dict[str, list[list[dict]]]], path, title: str) -> None:
     """One row of two panels (loss, accuracy) per recipe; in each, every experiment (a list of per-seed
     histories) as its mean curve and min-max band over seeds against the epoch, train dashed and test solid.
-    The lowest mean test loss of each experiment is marked, its value in the legend."""
+    The lowest mean test loss of each experiment is marked; the legend sits in room made below the
+    accuracy curves."""
     fig, axes = plt.subplots(len(rows), 2, figsize=(TEXT_WIDTH, 0.6 + 2.45 * len(rows)), squeeze=False)
     for (recipe, runs), (ax_loss, ax_acc) in zip(rows.items(), axes):
         for i, (name, histories) in enumerate(runs.items()):
@@ -116,8 +117,7 @@ def mean_band(rows: dict[str, dict[str, list[list[dict]]]], path, title: str) ->
                 for split, style in (("train", "--"), ("test", "-")):
                     y = scale * np.array([[r[f"{split}_{metric}"] for r in h] for h in histories])
                     lowest = (split, metric) == ("test", "loss")
-                    label = f"{name}, {split}" + (f" (lowest {y.mean(0).min():.3f})" if lowest else "")
-                    ax.plot(x, y.mean(0), style, color=color, label=label)
+                    ax.plot(x, y.mean(0), style, color=color, label=f"{name}, {split}")
                     ax.fill_between(x, y.min(0), y.max(0), color=color, alpha=0.15 if split == "test" else 0.07, lw=0)
                     if lowest:  # a marker just above the lowest point, pointing at it
                         k, above = int(y.mean(0).argmin()), offset_copy(ax.transData, fig, y=6, units="points")
@@ -127,7 +127,9 @@ def mean_band(rows: dict[str, dict[str, list[list[dict]]]], path, title: str) ->
         for ax in (ax_loss, ax_acc):
             ax.grid(alpha=0.3)
             _epoch_axis(ax, x)
-        ax_loss.legend(fontsize=8, loc="upper right")
+        low, high = ax_acc.get_ylim()
+        ax_acc.set_ylim(low - 0.3 * (high - low), high)  # room for the legend below the curves
+        ax_acc.legend(fontsize=8, loc="lower right")
     fig.suptitle(title)
     _save(fig, path)
 

@@ -72,12 +72,14 @@ def choose(rows: list[dict], metric: str) -> dict:
     return min(near, key=lambda r: r["train_seconds"])
 
 
-def step_past(values: list, top: bool, shift: bool):
-    """The next value past the smallest or largest of the sorted `values`: one more pixel for a shift,
-    else the grid's ratio (rounded for integers)."""
+def step_past(values: list, top: bool, question: str):
+    """The next value past the smallest or largest of the sorted `values`: one more pixel for a shift, the
+    grid's ratio of 1 - threshold for a confidence threshold, else the grid's ratio (rounded for integers)."""
     a, b = (values[-2], values[-1]) if top else (values[1], values[0])
-    if shift:
+    if question.endswith("shift"):
         return b + (1 if top else -1)
+    if question.endswith("threshold"):
+        return float(f"{1 - (1 - b) ** 2 / (1 - a):.3g}")
     nxt = b * b / a
     return max(1, round(nxt)) if isinstance(b, int) else float(f"{nxt:.2g}")
 
@@ -87,7 +89,7 @@ def bracket(question: str, values: list, score, metric: str, max_steps: int = 4,
     smallest or largest value tried, add one more past it, unless that end is a cap of `caps`. The answer:
     {'values', 'rows', 'chosen', 'cap' (the reason if the choice sits at a cap, else None)}."""
     lo, hi, reason = caps.get(question, (None, None, None))
-    values, shift = sorted(values), question.endswith("shift")
+    values = sorted(values)
     for extensions in range(max_steps + 1):
         rows = [score(v) for v in values]
         v = values[rows.index(choose(rows, metric))]
@@ -96,7 +98,7 @@ def bracket(question: str, values: list, score, metric: str, max_steps: int = 4,
             cap = None if values[0] < v < values[-1] else reason if v == (hi if top else lo) else \
                 f"not bracketed after {max_steps} extensions"
             return {"values": values, "rows": rows, "chosen": v, "cap": cap}
-        nxt, limit = step_past(values, top, shift), hi if top else lo
+        nxt, limit = step_past(values, top, question), hi if top else lo
         if limit is not None:
             nxt = min(nxt, limit) if top else max(nxt, limit)
         values = sorted(set(values) | {nxt})

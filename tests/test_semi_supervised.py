@@ -24,9 +24,9 @@ def _run(root, out, monkeypatch):
     """main() on the quick settings with every self_train() call's data recorded."""
     calls, real = [], semi_supervised.self_train
 
-    def spy(args, start_recipe, labelled, unlabelled, val, test, *rest, **kw):
+    def spy(start_recipe, labelled, unlabelled, val, test, *rest, **kw):
         calls.append({"labelled": labelled, "unlabelled": unlabelled, "val": val, "test": test})
-        return real(args, start_recipe, labelled, unlabelled, val, test, *rest, **kw)
+        return real(start_recipe, labelled, unlabelled, val, test, *rest, **kw)
 
     monkeypatch.setattr(semi_supervised, "self_train", spy)
     semi_supervised.main(["--quick", "--device", "cpu", "--data-dir", str(root), "--out-dir", str(out)])
@@ -38,7 +38,7 @@ def two_runs(chain, mnist_root, tmp_path_factory):
     """The extra on the synthetic MNIST, and again with the labels of the unlabelled images 100..249 scrambled;
     a threshold low enough that every round keeps pseudo-labelled images (so a leak would show)."""
     monkeypatch, runs = pytest.MonkeyPatch(), []
-    monkeypatch.setattr(semi_supervised, "THRESHOLDS", (0.0,))  # one: a tie between thresholds is broken by time
+    monkeypatch.setattr(semi_supervised, "GRIDS", semi_supervised.GRIDS | {"threshold": (0.0,)})  # --quick: one value
     other = tmp_path_factory.mktemp("scrambled")
     shutil.copytree(mnist_root / "MNIST", other / "MNIST")
     y = load_mnist(mnist_root, train=True)[1].numpy()
@@ -70,7 +70,8 @@ def test_no_label_of_the_unlabelled_images_reaches_training_or_the_choice(two_ru
     def trained(res):  # every number that training or the choice produced
         runs = [row for name in ("autoencoder", "random") if res["final"][name] for h in res["final"][name]["history"]
                 for row in h]
-        untimed = [{k: v for k, v in row.items() if k != "train_seconds"} for row in res["selection"]]
+        untimed = [{k: v for k, v in row.items() if k != "train_seconds"} for q in res["questions"].values()
+                   for row in q["rows"]]
         return untimed, res["final"]["chosen"]["threshold"], res["final"]["chosen"]["rounds"], \
             [(r["val_accuracy"], r["test_accuracy"]) for r in runs], [r["pseudo"]["kept"] for r in runs if "pseudo" in r]
     assert trained(a) == trained(b) and sum(trained(a)[4]) > 0
@@ -84,5 +85,7 @@ def test_the_choice_reads_validation_only(two_runs):
     from tune import choose
 
     (_, res), _ = two_runs
-    assert all(not any(k.startswith("test") for k in row) for row in res["selection"])
-    assert res["final"]["chosen"] == choose(res["selection"], "val_accuracy")
+    for key, q in res["questions"].items():
+        assert all(not any(k.startswith("test") for k in row) for row in q["rows"])
+        assert q["chosen"] == choose(q["rows"], "val_accuracy")[key] == res["final"]["chosen"][key]
+    assert res["final"]["chosen"]["rounds"] == q["rows"][q["values"].index(q["chosen"])]["rounds"]
