@@ -30,18 +30,21 @@ def _save(fig, path, rect: tuple | None = (0, 0, 1, 1)) -> None:
 
 def _epoch_axis(ax, epochs) -> None:
     """Integer epoch ticks that include the last epoch."""
-    ticks = [t for t in MaxNLocator(integer=True, nbins=8).tick_values(1, max(epochs)) if 1 <= t < max(epochs)]
+    ticks = [t for t in MaxNLocator(integer=True, nbins=8, steps=[1, 2, 5, 10]).tick_values(1, max(epochs))
+             if 1 <= t < max(epochs)]
     ax.set_xticks(sorted(set(ticks) | {max(epochs)}))
 
 
 def history_curves(history: list[dict], path, title: str) -> None:
-    """Train and test loss per epoch on a log axis (the first epoch's values would squash the later
-    ones), and the accuracy % if the history has accuracies. "train" is the eval-mode pass over the
+    """Train and test loss per epoch, on a log axis if it spans more than a factor of 10 (the first epoch's
+    values would squash the later ones), and the accuracy % if the history has accuracies. "train" is the eval-mode pass over the
     first 10,000 training images that fit() records, comparable with the test pass."""
     has_acc = "test_accuracy" in history[0]
     fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(TEXT_WIDTH if has_acc else 4.2, 2.6), squeeze=False)
     epochs = [r["epoch"] for r in history]
-    panels = [("loss", 1, "loss (log scale)")] + ([("accuracy", 100, "accuracy %")] if has_acc else [])
+    losses = [r[f"{split}_loss"] for r in history for split in ("train", "test")]
+    log = max(losses) > 10 * min(losses)
+    panels = [("loss", 1, "loss (log scale)" if log else "loss")] + ([("accuracy", 100, "accuracy %")] if has_acc else [])
     for ax, (metric, scale, ylabel) in zip(axes[0], panels):
         for split, style, name in (("train", "o-", "train (10,000 images)"), ("test", "s-", "test")):
             ax.plot(epochs, [scale * r[f"{split}_{metric}"] for r in history], style, ms=3, label=name)
@@ -49,11 +52,12 @@ def history_curves(history: list[dict], path, title: str) -> None:
         ax.legend()
         ax.grid(alpha=0.3, which="both")
         _epoch_axis(ax, epochs)
-    ax = axes[0, 0]  # log ticks at 1, 2, 3, 5 x 10^k, written as plain numbers
-    ax.set_yscale("log")
-    ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 3, 5)))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.yaxis.set_minor_formatter(NullFormatter())
+    if log:  # ticks at 1, 2, 3, 5 x 10^k, written as plain numbers
+        ax = axes[0, 0]
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 3, 5)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
     _save(fig, path)
 
 
@@ -106,8 +110,8 @@ def bars(groups: dict[str, list[float]], labels: list[str], path, ylabel: str, t
 def mean_band(rows: dict[str, dict[str, list[list[dict]]]], path, title: str) -> None:
     """One row of two panels (loss, accuracy) per recipe; in each, every experiment (a list of per-seed
     histories) as its mean curve and min-max band over seeds against the epoch, train dashed and test solid.
-    The lowest mean test loss of each experiment is marked; the legend sits in room made below the
-    accuracy curves."""
+    The lowest mean test loss of each experiment is marked; the legend sits below the accuracy
+    curves, on one accuracy range in every row."""
     fig, axes = plt.subplots(len(rows), 2, figsize=(TEXT_WIDTH, 0.6 + 2.45 * len(rows)), squeeze=False)
     for (recipe, runs), (ax_loss, ax_acc) in zip(rows.items(), axes):
         for i, (name, histories) in enumerate(runs.items()):
@@ -127,21 +131,21 @@ def mean_band(rows: dict[str, dict[str, list[list[dict]]]], path, title: str) ->
         for ax in (ax_loss, ax_acc):
             ax.grid(alpha=0.3)
             _epoch_axis(ax, x)
-        low, high = ax_acc.get_ylim()
-        ax_acc.set_ylim(low - 0.3 * (high - low), high)  # room for the legend below the curves
+        ax_acc.set_ylim(0, 103)  # one range in every row; the legend sits below the curves
         ax_acc.legend(fontsize=8, loc="lower right")
+        ax_loss.set_xlim(right=x[-1] + 0.06 * (x[-1] - x[0]))  # room for a marker at the last epoch
     fig.suptitle(title)
     _save(fig, path)
 
 
 def latent_scatter(panels: dict[str, tuple["np.ndarray", "np.ndarray"]], path, title: str) -> None:
     """Side-by-side 2-D scatter plots on one shared scale (e.g. PCA of latent codes, each scaled to total
-    spread 1), points coloured by digit and drawn in a random order (no class hides under another); each
+    spread 1), 5,000 random points coloured by digit and drawn in a random order (no class hides under another); each
     class's mean is its digit in a white box, nudged down where it would cover another's label."""
     fig, axes = plt.subplots(1, len(panels), figsize=(TEXT_WIDTH, 3.4), squeeze=False, sharex=True, sharey=True)
     for ax, (name, (xy, labels)) in zip(axes[0], panels.items()):
-        order = np.random.default_rng(0).permutation(len(labels))
-        ax.scatter(xy[order, 0], xy[order, 1], s=2, alpha=0.4, c=[COLORS(d) for d in labels[order]], rasterized=True)
+        order = np.random.default_rng(0).permutation(len(labels))[:5000]
+        ax.scatter(xy[order, 0], xy[order, 1], s=2, alpha=0.35, c=[COLORS(d) for d in labels[order]], rasterized=True)
         span = np.ptp(xy, axis=0).max()
         placed = []
         for digit in range(10):

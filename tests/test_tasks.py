@@ -67,10 +67,11 @@ def test_task4_records_seeds_recipes_and_the_validation_choice(chain):
 def test_task5_compares_recipes_and_pairs_the_gains(chain):
     out, _ = chain
     final = _results(out, "task5_transfer_learning")["final"]
-    assert set(final["recipes"]) == {"fine-tune", "fine-tune, augmented", "frozen encoder", "frozen encoder, augmented"}
+    assert set(final["recipes"]) == {"fine-tune", "fine-tune, augmented", "fine-tune, schedule only", "frozen encoder",
+                                   "frozen encoder, augmented"}
     assert final["best"] in final["recipes"]
     assert {k: g["task4_recipe"] for k, g in final["pretraining_gain"].items()} == {
-        "fine-tune": "plain", "fine-tune, augmented": "augmented"}
+        "fine-tune": "plain", "fine-tune, augmented": "augmented", "fine-tune, schedule only": "schedule only"}
     assert (out / "figures" / "task5_transfer_learning_vs_task4.png").exists()
 
 
