@@ -9,7 +9,6 @@ matplotlib.use("Agg")  # files only, no window
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
-from matplotlib.transforms import offset_copy
 
 from train import write_whole
 
@@ -123,10 +122,10 @@ def mean_band(rows: dict[str, dict[str, list[list[dict]]]], path, title: str) ->
                     lowest = (split, metric) == ("test", "loss")
                     ax.plot(x, y.mean(0), style, color=color, label=f"{name}, {split}")
                     ax.fill_between(x, y.min(0), y.max(0), color=color, alpha=0.15 if split == "test" else 0.07, lw=0)
-                    if lowest:  # a marker just above the lowest point, pointing at it
-                        k, above = int(y.mean(0).argmin()), offset_copy(ax.transData, fig, y=6, units="points")
-                        ax.plot(x[k], y.mean(0)[k], "v", color=color, ms=7, transform=above)
-        ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title=f"{recipe}: loss (▼ lowest mean test loss)")
+                    if lowest:  # a hollow ring on the lowest point (the curve stays visible through it)
+                        k = int(y.mean(0).argmin())
+                        ax.plot(x[k], y.mean(0)[k], "o", color=color, mfc="none", mew=1.5, ms=8)
+        ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title=f"{recipe}: loss (ring: lowest mean test loss)")
         ax_acc.set(xlabel="epoch", ylabel="accuracy %", title=f"{recipe}: accuracy")
         for ax in (ax_loss, ax_acc):
             ax.grid(alpha=0.3)
@@ -141,24 +140,29 @@ def mean_band(rows: dict[str, dict[str, list[list[dict]]]], path, title: str) ->
 def latent_scatter(panels: dict[str, tuple["np.ndarray", "np.ndarray"]], path, title: str) -> None:
     """Side-by-side 2-D scatter plots on one shared scale (e.g. PCA of latent codes, each scaled to total
     spread 1), 5,000 random points coloured by digit and drawn in a random order (no class hides under another); each
-    class's mean is its digit in a white box, nudged down where it would cover another's label."""
+    class's mean is a black-edged dot, labelled by its digit in a white box, which moves down where it would cover
+    another label and then points at its dot with a thin line."""
     fig, axes = plt.subplots(1, len(panels), figsize=(TEXT_WIDTH, 3.4), squeeze=False, sharex=True, sharey=True)
+    span = max(np.ptp(xy, axis=0).max() for xy, _ in panels.values())  # of the shared axes
     for ax, (name, (xy, labels)) in zip(axes[0], panels.items()):
         order = np.random.default_rng(0).permutation(len(labels))[:5000]
         ax.scatter(xy[order, 0], xy[order, 1], s=2, alpha=0.35, c=[COLORS(d) for d in labels[order]], rasterized=True)
-        span = np.ptp(xy, axis=0).max()
         placed = []
         for digit in range(10):
             if (labels == digit).any():
-                x, y = xy[labels == digit].mean(0)
+                mx, my = xy[labels == digit].mean(0)
+                x, y = mx, my + 0.05 * span  # the label just above its dot
                 while any(abs(x - px) < 0.05 * span and abs(y - py) < 0.05 * span for px, py in placed):
                     y -= 0.05 * span  # two labels would overlap: move this one below
                 placed.append((x, y))
+                if abs(y - my - 0.05 * span) > 1e-9:
+                    ax.plot([mx, x], [my, y], color="black", lw=0.6, zorder=3)
+                ax.plot(mx, my, "o", ms=4, mfc=COLORS(digit), mec="black", mew=0.8, zorder=4)
                 ax.text(x, y, str(digit), ha="center", va="center", fontsize=8, weight="bold", color=COLORS(digit),
-                        bbox=dict(boxstyle="round,pad=0.15", fc="white", ec=COLORS(digit), lw=0.8))
+                        zorder=5, bbox=dict(boxstyle="round,pad=0.15", fc="white", ec=COLORS(digit), lw=0.8))
         ax.set(title=name, xlabel="PC 1 (codes scaled to total spread 1)", ylabel="PC 2")
         ax.grid(alpha=0.3)
-    fig.suptitle(title + " (boxed digit: class mean)")
+    fig.suptitle(title + " (dot: class mean, labelled by its boxed digit)")
     _save(fig, path)
 
 
