@@ -30,6 +30,12 @@ PLAIN = Recipe()
 AUGMENTED = Recipe(augment=True, epochs=100, lr=0.003, schedule="onecycle")
 
 
+def curve_every(recipe: Recipe) -> int:
+    """How often the learning curves evaluate the test set: every 2 epochs with the constant schedule, every tenth
+    of the run with one-cycle."""
+    return 2 if recipe.schedule == "constant" else max(1, recipe.epochs // 10)
+
+
 def schedules(args) -> tuple[Recipe, Recipe]:
     """The plain recipe with the task's --epochs, --lr and --batch-size, and the augmented one (3 epochs with --quick)."""
     plain = replace(PLAIN, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size)

@@ -36,14 +36,15 @@ def _epoch_axis(ax, epochs) -> None:
 
 def history_curves(history: list[dict], path, title: str) -> None:
     """Train and test loss per epoch, on a log axis if it spans more than a factor of 10 (the first epoch's
-    values would squash the later ones), and the accuracy % if the history has accuracies. "train" is the eval-mode pass over the
-    first 10,000 training images that fit() records, comparable with the test pass."""
+    values would squash the later ones), and the accuracy % if the history has accuracies. "train" is the
+    eval-mode pass over the first 10,000 training images that fit() records, comparable with the test pass."""
     has_acc = "test_accuracy" in history[0]
     fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(TEXT_WIDTH if has_acc else 4.2, 2.6), squeeze=False)
     epochs = [r["epoch"] for r in history]
     losses = [r[f"{split}_loss"] for r in history for split in ("train", "test")]
     log = max(losses) > 10 * min(losses)
-    panels = [("loss", 1, "loss (log scale)" if log else "loss")] + ([("accuracy", 100, "accuracy %")] if has_acc else [])
+    panels = [("loss", 1, "loss (log scale)" if log else "loss")]
+    panels += [("accuracy", 100, "accuracy %")] if has_acc else []
     for ax, (metric, scale, ylabel) in zip(axes[0], panels):
         for split, style, name in (("train", "o-", "train (10,000 images)"), ("test", "s-", "test")):
             ax.plot(epochs, [scale * r[f"{split}_{metric}"] for r in history], style, ms=3, label=name)
@@ -139,9 +140,9 @@ def mean_band(rows: dict[str, dict[str, list[list[dict]]]], path, title: str) ->
 
 def latent_scatter(panels: dict[str, tuple["np.ndarray", "np.ndarray"]], path, title: str) -> None:
     """Side-by-side 2-D scatter plots on one shared scale (e.g. PCA of latent codes, each scaled to total
-    spread 1), 5,000 random points coloured by digit and drawn in a random order (no class hides under another); each
-    class's mean is a black-edged dot, labelled by its digit in a white box, which moves down where it would cover
-    another label and then points at its dot with a thin line."""
+    spread 1), 5,000 random points coloured by digit and drawn in a random order (no class hides under
+    another); each class's mean is a black-edged dot, labelled by its digit in a white box, which moves down
+    where it would cover another label and then points at its dot with a thin line."""
     fig, axes = plt.subplots(1, len(panels), figsize=(TEXT_WIDTH, 3.4), squeeze=False, sharex=True, sharey=True)
     span = max(np.ptp(xy, axis=0).max() for xy, _ in panels.values())  # of the shared axes
     for ax, (name, (xy, labels)) in zip(axes[0], panels.items()):
@@ -151,11 +152,11 @@ def latent_scatter(panels: dict[str, tuple["np.ndarray", "np.ndarray"]], path, t
         for digit in range(10):
             if (labels == digit).any():
                 mx, my = xy[labels == digit].mean(0)
-                x, y = mx, my + 0.05 * span  # the label just above its dot
+                x, y, moved = mx, my + 0.05 * span, False  # the label just above its dot
                 while any(abs(x - px) < 0.05 * span and abs(y - py) < 0.05 * span for px, py in placed):
-                    y -= 0.05 * span  # two labels would overlap: move this one below
+                    y, moved = y - 0.05 * span, True  # two labels would overlap: move this one below
                 placed.append((x, y))
-                if abs(y - my - 0.05 * span) > 1e-9:
+                if moved:
                     ax.plot([mx, x], [my, y], color="black", lw=0.6, zorder=3)
                 ax.plot(mx, my, "o", ms=4, mfc=COLORS(digit), mec="black", mew=0.8, zorder=4)
                 ax.text(x, y, str(digit), ha="center", va="center", fontsize=8, weight="bold", color=COLORS(digit),

@@ -53,7 +53,7 @@ def main(argv=None):
 
     histories, summaries = {}, {}
     for name, recipe in recipes(args).items():
-        every = 2 if recipe.schedule == "constant" else max(1, recipe.epochs // 10)  # the curves' test evaluations
+        every = fewshot.curve_every(recipe)
         histories[name], summaries[name] = fewshot.train_seeds(recipe, data, seeds, device, eval_every=every,
                                                                label=f"scratch, {name}, ")
         s = summaries[name]

@@ -57,7 +57,7 @@ def main(argv=None):
 
     histories, summaries, table = {}, {}, recipes(args)
     for name, recipe in table.items():
-        every = None if recipe.freeze_encoder else 2 if recipe.schedule == "constant" else max(1, recipe.epochs // 10)
+        every = None if recipe.freeze_encoder else fewshot.curve_every(recipe)
         histories[name], summaries[name] = fewshot.train_seeds(recipe, data, seeds, device, init_encoder=encoder,
                                                                eval_every=every, label=f"transfer, {name}, ")
         s = summaries[name]
