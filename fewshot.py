@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from analysis import apply_batched
 from data import few_shot, load_splits, split_validation
 from models import MLP, Encoder
 from train import evaluate, fit, seed_everything
@@ -27,7 +28,7 @@ class Recipe:
 # one-cycle schedule of the augmented recipe. replace(AUGMENTED, augment=False), "schedule only", tells
 # the two parts of the augmented recipe's gain apart.
 PLAIN = Recipe()
-AUGMENTED = Recipe(augment=True, epochs=100, lr=0.003, schedule="onecycle")
+AUGMENTED = Recipe(augment=True, epochs=150, lr=0.001, schedule="onecycle")
 
 
 def curve_every(recipe: Recipe) -> int:
@@ -102,10 +103,18 @@ def train_seeds(recipe: Recipe, data, seeds, device, init_encoder: nn.Module | N
                "val_accuracy": evaluate(model, val, F.cross_entropy, device)["accuracy"], "train_seconds": last["seconds"]}
         if test is not None:
             row |= {"test_accuracy": last["test_accuracy"], "test_loss": last["test_loss"],
-                    "best_test_loss_epoch": min(history, key=lambda r: r["test_loss"])["epoch"]}
+                    "best_test_loss_epoch": min(history, key=lambda r: r["test_loss"])["epoch"],
+                    "test_loss_of_errors": loss_of_errors(model, test, device)}
         per_seed.append(row)
         histories.append(history)
     return histories, summarise(per_seed) | {"recipe": asdict(recipe)}
+
+
+def loss_of_errors(model: nn.Module, test, device) -> float:
+    """The mean cross-entropy of the misclassified test images: how confident the mistakes are."""
+    logits, labels = apply_batched(model, test[0], device), test[1]
+    wrong = logits.argmax(1) != labels
+    return F.cross_entropy(logits[wrong], labels[wrong]).item() if wrong.any() else 0.0
 
 
 def summarise(per_seed: list[dict]) -> dict:

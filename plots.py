@@ -1,7 +1,7 @@
 """One helper per kind of figure; each is written whole as a PNG.
 
 Figures are drawn at the size the report places them (TEXT_WIDTH inches is the full text width
-of ex2.pdf), so every font size below is the printed size: nothing is smaller than 8 pt.
+of ex2.pdf), so every font size below is the printed size: nothing is smaller than 9 pt.
 """
 import matplotlib
 
@@ -14,8 +14,8 @@ from train import write_whole
 
 TEXT_WIDTH = 6.5  # inches: A4 with 2.2 cm margins, where ex2.typ places the figures at 100%
 COLORS = plt.get_cmap("tab10")
-plt.rcParams.update({"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "xtick.labelsize": 8,
-                     "ytick.labelsize": 8, "legend.fontsize": 8, "figure.titlesize": 9.5})
+plt.rcParams.update({"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "xtick.labelsize": 9,
+                     "ytick.labelsize": 9, "legend.fontsize": 9, "figure.titlesize": 9.5})
 
 
 def _save(fig, path, rect: tuple | None = (0, 0, 1, 1)) -> None:
@@ -81,9 +81,9 @@ def digit_grid(rows: dict[str, "np.ndarray"], path, per_row: int = 15, title: st
         for r, (label, imgs) in enumerate(rows.items()):
             for c, img in enumerate(imgs[start:start + per_row]):
                 canvas[top + 30 * r:top + 30 * r + 28, 30 * c:30 * c + 28] = img
-            ax.text(-8, top + 30 * r + 14, label, ha="right", va="center", fontsize=8)
+            ax.text(-8, top + 30 * r + 14, label, ha="right", va="center", fontsize=9)
         for c in range(min(per_row, n - start)) if numbered else ():
-            ax.text(30 * c + 14, top - 2, str(start + c + 1), ha="center", va="bottom", fontsize=8)
+            ax.text(30 * c + 14, top - 2, str(start + c + 1), ha="center", va="bottom", fontsize=9)
     ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.axis("off")
     if title:
@@ -132,8 +132,8 @@ def mean_band(rows: dict[str, dict[str, list[list[dict]]]], path, title: str) ->
             ax.grid(alpha=0.3)
             _epoch_axis(ax, x)
         ax_acc.set_ylim(0, 103)  # one range in every row; the legend sits below the curves
-        ax_acc.legend(fontsize=8, loc="lower right")
-        ax_loss.set_xlim(right=x[-1] + 0.06 * (x[-1] - x[0]))  # room for a marker at the last epoch
+        ax_acc.legend(fontsize=9, loc="lower right")
+        ax_loss.set_xlim(right=x[-1] + 0.08 * (x[-1] - x[0]))  # room for a marker at the last epoch
     fig.suptitle(title)
     _save(fig, path)
 
@@ -141,29 +141,30 @@ def mean_band(rows: dict[str, dict[str, list[list[dict]]]], path, title: str) ->
 def latent_scatter(panels: dict[str, tuple["np.ndarray", "np.ndarray"]], path, title: str) -> None:
     """Side-by-side 2-D scatter plots on one shared scale (e.g. PCA of latent codes, each scaled to total
     spread 1), 5,000 random points coloured by digit and drawn in a random order (no class hides under
-    another); each class's mean is a black-edged dot, labelled by its digit in a white box, which moves down
-    where it would cover another label and then points at its dot with a thin line."""
+    another); each class's mean is a black-edged dot, joined by a thin line to its digit in a white box, placed
+    at the nearest of 24 spots around the dot that covers no dot and no other label."""
     fig, axes = plt.subplots(1, len(panels), figsize=(TEXT_WIDTH, 3.4), squeeze=False, sharex=True, sharey=True)
     span = max(np.ptp(xy, axis=0).max() for xy, _ in panels.values())  # of the shared axes
     for ax, (name, (xy, labels)) in zip(axes[0], panels.items()):
         order = np.random.default_rng(0).permutation(len(labels))[:5000]
         ax.scatter(xy[order, 0], xy[order, 1], s=2, alpha=0.35, c=[COLORS(d) for d in labels[order]], rasterized=True)
-        placed = []
-        for digit in range(10):
-            if (labels == digit).any():
-                mx, my = xy[labels == digit].mean(0)
-                x, y, moved = mx, my + 0.05 * span, False  # the label just above its dot
-                while any(abs(x - px) < 0.05 * span and abs(y - py) < 0.05 * span for px, py in placed):
-                    y, moved = y - 0.05 * span, True  # two labels would overlap: move this one below
-                placed.append((x, y))
-                if moved:
-                    ax.plot([mx, x], [my, y], color="black", lw=0.6, zorder=3)
-                ax.plot(mx, my, "o", ms=4, mfc=COLORS(digit), mec="black", mew=0.8, zorder=4)
-                ax.text(x, y, str(digit), ha="center", va="center", fontsize=8, weight="bold", color=COLORS(digit),
-                        zorder=5, bbox=dict(boxstyle="round,pad=0.15", fc="white", ec=COLORS(digit), lw=0.8))
+        means = {d: xy[labels == d].mean(0) for d in range(10) if (labels == d).any()}
+        placed, r = [], 0.065 * span  # label centres; r: a label's distance from its dot
+        around = [(0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1), (-1, 0), (-1, 1)]
+        for digit, (mx, my) in means.items():
+            candidates = [(mx + k * r * dx / np.hypot(dx, dy), my + k * r * dy / np.hypot(dx, dy))
+                          for k in (1, 2, 3) for dx, dy in around]
+            x, y = next((c for c in candidates if all(  # clear of every dot and of every label placed so far
+                max(abs(c[0] - px), abs(c[1] - py)) > 0.055 * span for px, py in placed + list(means.values()))),
+                candidates[0])
+            placed.append((x, y))
+            ax.plot([mx, x], [my, y], color="black", lw=0.6, zorder=3)  # the label's line to its dot
+            ax.plot(mx, my, "o", ms=4, mfc=COLORS(digit), mec="black", mew=0.8, zorder=4)
+            ax.text(x, y, str(digit), ha="center", va="center", fontsize=9, weight="bold", color=COLORS(digit),
+                    zorder=5, bbox=dict(boxstyle="round,pad=0.15", fc="white", ec=COLORS(digit), lw=0.8))
         ax.set(title=name, xlabel="PC 1 (codes scaled to total spread 1)", ylabel="PC 2")
         ax.grid(alpha=0.3)
-    fig.suptitle(title + " (dot: class mean, labelled by its boxed digit)")
+    fig.suptitle(title + " (dot: class mean, joined to its boxed digit)")
     _save(fig, path)
 
 
@@ -183,7 +184,7 @@ def study(questions: dict[str, dict], path) -> None:
         ax.set_xticks(x, ["/".join(map(str, v)) if isinstance(v, list) else f"{v:g}" for v in a["values"]],
                       rotation=40)
         ax.set_title(question.replace("task", "Task ").replace(".", ": ").replace("augment_shift", "shift").replace("_", " ")
-                     + (" (cap)" if a["cap"] else ""), fontsize=8)
+                     + (" (cap)" if a["cap"] else ""), fontsize=9)
         ax.set_ylabel("val L1" if metric == "val_l1" else "val acc %", labelpad=1)
         ax.grid(alpha=0.3)
         ax.margins(x=0.15, y=0.2)
@@ -196,7 +197,7 @@ def study(questions: dict[str, dict], path) -> None:
 def rounds(runs: dict[str, list[list[dict]]], path) -> None:
     """Self-training (extras/semi_supervised.py), mean over seeds per start point: test and validation accuracy
     per round (0: the start model), and the accuracy of the pseudo-labels each round keeps."""
-    fig, axes = plt.subplots(1, 2, figsize=(TEXT_WIDTH, 2.7))
+    fig, axes = plt.subplots(1, 2, figsize=(TEXT_WIDTH, 3.2))
     for i, (name, h) in enumerate(runs.items()):
         for ax, key, style, what in ((axes[0], "test_accuracy", "o-", ", test"),
                                      (axes[0], "val_accuracy", "s--", ", validation"), (axes[1], "pseudo", "o-", "")):
@@ -205,9 +206,10 @@ def rounds(runs: dict[str, list[list[dict]]], path) -> None:
             ax.plot(rounds, [100 * sum(get(run[r]) for run in h) / len(h) for r in rounds], style, ms=3,
                     color=COLORS(i), label=f"{name} start{what}")
     axes[0].set(xlabel="round (0: the start model)", ylabel="accuracy %", title="Test and validation accuracy")
-    axes[1].set(xlabel="round that labels", ylabel="pseudo-label accuracy %", title="The pseudo-labels it keeps")
+    axes[1].set(xlabel="round whose model made them", ylabel="pseudo-label accuracy %",
+                title="Accuracy of the pseudo-labels kept")
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend()
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    _save(fig, path)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=2, frameon=False)
+    _save(fig, path, rect=(0, 0.14, 1, 1))  # the legend below both panels, clear of the curves

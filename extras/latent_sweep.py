@@ -28,7 +28,7 @@ DIMS = (2, 4, 8, 12, 16, 32)
 
 
 def parse_args(argv=None):
-    p = parser(__doc__.splitlines()[0], epochs=2, batch_size=64, lr=0.028)  # Task 1's batch and lr, a short budget
+    p = parser(__doc__.splitlines()[0], epochs=2, batch_size=128, lr=0.02)  # Task 1's batch and lr, a short budget
     p.add_argument("--seeds", type=number(int, 1, 100), default=5, help="few-shot seeds per d, 1..100 (default: 5)")
     args = p.parse_args(argv)
     if args.quick:

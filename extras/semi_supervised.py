@@ -97,7 +97,8 @@ def main(argv=None):
                                    threshold, lr, round_epochs, budget // round_epochs))
 
     def score(setting):
-        return choose([setting | {"rounds": r["round"], "val_accuracy": r["val_accuracy"], "train_seconds": r["seconds"]}
+        return choose([setting | {"rounds": r["round"], "val_accuracy": r["val_accuracy"], "train_seconds": r["seconds"],
+                                  "cost": r["round"] * setting["round_epochs"]}  # the cost: the rounds' epochs
                        for r in selection_run(**setting)], "val_accuracy")
 
     setting, questions = {k: g[len(g) // 2] for k, g in grids.items()}, {}

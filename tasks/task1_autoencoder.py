@@ -34,7 +34,7 @@ NAME = "task1_autoencoder"
 
 
 def parse_args(argv=None):
-    p = parser(__doc__.splitlines()[0], epochs=8, batch_size=64, lr=0.028)  # chosen on validation by tune.py
+    p = parser(__doc__.splitlines()[0], epochs=8, batch_size=128, lr=0.02)  # chosen on validation by tune.py
     p.add_argument("--latent-dim", type=number(int, 1, 1568), default=12, help="latent size d, 1..1568 (default: 12)")
     args = p.parse_args(argv)
     if args.quick:

@@ -29,11 +29,11 @@ NAME = "task2_classifier"
 
 
 def parse_args(argv=None):
-    p = parser(__doc__.splitlines()[0], epochs=12, batch_size=128, lr=0.0033)  # chosen on validation by tune.py
+    p = parser(__doc__.splitlines()[0], epochs=6, batch_size=256, lr=0.014)  # chosen on validation by tune.py
     p.add_argument("--latent-dim", type=number(int, 1, 1568), default=12, help="latent size d, 1..1568 (default: 12)")
     p.add_argument("--hidden", type=number(int, 1, 4096), default=128, help="hidden units of the MLP, 1..4096 (default: 128)")
-    p.add_argument("--augment-shift", type=number(int, 0, 4), default=2,
-                   help="random translation of the training images by up to this many pixels, 0..4; 0 = off (default: 2)")
+    p.add_argument("--augment-shift", type=number(int, 0, 4), default=1,
+                   help="random translation of the training images by up to this many pixels, 0..4; 0 = off (default: 1)")
     args = p.parse_args(argv)
     if args.quick:
         args.epochs = 1

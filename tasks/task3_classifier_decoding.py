@@ -33,7 +33,7 @@ NAME = "task3_classifier_decoding"
 
 
 def parse_args(argv=None):
-    args = parser(__doc__.splitlines()[0], epochs=8, batch_size=128, lr=0.16).parse_args(argv)  # as tune.py chose
+    args = parser(__doc__.splitlines()[0], epochs=8, batch_size=256, lr=0.056).parse_args(argv)  # as tune.py chose
     if args.quick:
         args.epochs = 1
     return args

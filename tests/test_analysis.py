@@ -183,3 +183,18 @@ def test_the_recipes_learning_rate_schedules_are_the_stated_ones(monkeypatch):
     assert lrs.index(max(lrs)) == pytest.approx(0.2 * len(lrs), abs=1)  # warm-up over the first 20% of the steps
     _, lrs = _train_recipe(fewshot.Recipe(**{**fewshot.PLAIN.__dict__, "epochs": 3}), monkeypatch)
     assert set(lrs) == {fewshot.PLAIN.lr} and fewshot.PLAIN.schedule == "constant"
+
+
+def test_the_loss_of_errors_averages_the_misclassified_images_only():
+    """Known answer: logits that put probability 1/2 on a wrong class cost log 2 on each mistake; right answers
+    and an error-free model add nothing."""
+    import math
+
+    from torch import nn
+
+    logits = torch.tensor([[0.0, 0.0, -1e4], [5.0, -1e4, -1e4], [-1e4, 3.0, -1e4]])  # rows: the images
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3, 3, bias=False))
+    model[1].weight.data = torch.eye(3)
+    images, labels = logits.view(3, 1, 3), torch.tensor([1, 0, 1])  # image 0 predicts class 0 (ties: the first)
+    assert fewshot.loss_of_errors(model, (images, labels), torch.device("cpu")) == pytest.approx(math.log(2))
+    assert fewshot.loss_of_errors(model, (images[1:], labels[1:]), torch.device("cpu")) == 0.0

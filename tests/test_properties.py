@@ -112,9 +112,9 @@ def test_choices_read_validation_numbers_only():
                  "b": {"val_accuracy_mean": 0.80, "test_accuracy_mean": 0.60},
                  "c": {"val_accuracy_mean": 0.75, "test_accuracy_mean": 0.99}}
     assert fewshot.select(summaries) == "b"
-    rows = [{"setting": "a", "val_accuracy": 0.9900, "train_seconds": 10},
-            {"setting": "b", "val_accuracy": 0.9950, "train_seconds": 20},
-            {"setting": "c", "val_accuracy": 0.9945, "train_seconds": 5}]  # within 0.1 points of b, and cheapest
+    rows = [{"setting": "a", "val_accuracy": 0.9900, "cost": 10},
+            {"setting": "b", "val_accuracy": 0.9950, "cost": 20},
+            {"setting": "c", "val_accuracy": 0.9945, "cost": 5}]  # within 0.1 points of b, and cheapest
     assert choose(rows, "val_accuracy")["setting"] == "c"
     for tests in ((0.999, 0.1, 0.1), (0.1, 0.1, 0.999), (0.1, 0.999, 0.1)):
         poisoned = [r | {"test_accuracy": t, "test_loss": 1 - t} for r, t in zip(rows, tests)]

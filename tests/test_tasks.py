@@ -68,7 +68,9 @@ def test_task5_compares_recipes_and_pairs_the_gains(chain):
     out, _ = chain
     final = _results(out, "task5_transfer_learning")["final"]
     assert set(final["recipes"]) == {"fine-tune", "fine-tune, augmented", "fine-tune, schedule only", "frozen encoder",
-                                   "frozen encoder, augmented"}
+                                   "frozen encoder, augmented", "fine-tune, augmented, lr/10", "fine-tune, augmented, lr/3"}
+    lrs = [final["recipes"][f"fine-tune, augmented{k}"]["recipe"]["lr"] for k in ("", ", lr/3", ", lr/10")]
+    assert lrs[0] > lrs[1] > lrs[2] and lrs[2] == pytest.approx(lrs[0] / 10, rel=0.05)
     assert final["best"] in final["recipes"]
     assert {k: g["task4_recipe"] for k, g in final["pretraining_gain"].items()} == {
         "fine-tune": "plain", "fine-tune, augmented": "augmented", "fine-tune, schedule only": "schedule only"}
@@ -130,8 +132,8 @@ def test_the_tasks_defaults_are_the_settings_the_validation_study_chose():
     chosen = json.loads((REPO / "results" / "tuning.json").read_text())["chosen"]
     a1, a2, a3 = task1_autoencoder.parse_args([]), task2_classifier.parse_args([]), task3_classifier_decoding.parse_args([])
     c1, c2, c3 = chosen["task1"], chosen["task2"], chosen["task3"]
-    assert (a1.batch_size, a1.lr, a1.epochs, list(Encoder().channels)) == (c1["batch_size"], c1["lr"], c1["epochs"],
-                                                                           c1["channels"])
+    assert (a1.batch_size, a1.lr, a1.epochs, Encoder().channels) == (c1["batch_size"], c1["lr"], c1["epochs"],
+                                                                     (c1["width"], 2 * c1["width"]))
     assert (a2.batch_size, a2.lr, a2.epochs, a2.augment_shift) == (c2["batch_size"], c2["lr"], c2["epochs"],
                                                                    c2["augment_shift"])
     assert (a3.batch_size, a3.lr, a3.epochs) == (c3["batch_size"], c3["lr"], c3["epochs"])
@@ -142,22 +144,36 @@ def test_the_tasks_defaults_are_the_settings_the_validation_study_chose():
     assert (fewshot.AUGMENTED.epochs, fewshot.AUGMENTED.lr) == (chosen["augmented"]["epochs"], chosen["augmented"]["lr"])
 
 
-def test_the_tuning_rule_reads_validation_only_and_prefers_the_faster_of_equals():
+def test_the_tuning_rule_reads_validation_only_and_prefers_the_cheaper_of_equals():
     from tune import choose
 
     rows = [  # test and validation rankings disagree; b and c are within 2 % of the best validation L1
-        {"setting": "a", "val_l1": 0.0300, "test_l1": 0.0200, "train_seconds": 10},
-        {"setting": "b", "val_l1": 0.0250, "test_l1": 0.0300, "train_seconds": 90},
-        {"setting": "c", "val_l1": 0.0254, "test_l1": 0.0310, "train_seconds": 40},
-        {"setting": "d", "val_l1": 0.0256, "test_l1": 0.0100, "train_seconds": 20},  # 2.4 %: outside
+        {"setting": "a", "val_l1": 0.0300, "test_l1": 0.0200, "cost": 10},
+        {"setting": "b", "val_l1": 0.0250, "test_l1": 0.0300, "cost": 90},
+        {"setting": "c", "val_l1": 0.0254, "test_l1": 0.0310, "cost": 40},
+        {"setting": "d", "val_l1": 0.0256, "test_l1": 0.0100, "cost": 20},  # 2.4 %: outside
     ]
     assert choose(rows, "val_l1")["setting"] == "c"
-    accuracy = [{"setting": s, "val_accuracy": v, "test_accuracy": 1 - v, "train_seconds": t}
+    assert choose([r | {"cost": 1} for r in rows], "val_l1")["setting"] == "b"  # equally cheap: the best
+    accuracy = [{"setting": s, "val_accuracy": v, "test_accuracy": 1 - v, "cost": t}
                 for s, v, t in (("a", 0.9950, 50), ("b", 0.9942, 20), ("c", 0.9938, 5))]
-    assert choose(accuracy, "val_accuracy")["setting"] == "b"  # within 0.1 points of the best, and faster
-    seeded = [{"setting": s, "val_accuracy_mean": m, "val_accuracy_se": se, "train_seconds": t}
+    assert choose(accuracy, "val_accuracy")["setting"] == "b"  # within 0.1 points of the best, and cheaper
+    seeded = [{"setting": s, "val_accuracy_mean": m, "val_accuracy_se": se, "cost": t}
               for s, m, se, t in (("a", 0.90, 0.01, 100), ("b", 0.893, 0.02, 30), ("c", 0.885, 0.01, 1))]
     assert choose(seeded, "val_accuracy_mean")["setting"] == "b"  # within one standard error of a's mean
+
+
+def test_the_tuning_cost_counts_multiply_adds():
+    """Known answers: a linear layer's weights; a 3x3 convolution's output values x 9 x its input channels."""
+    import torch
+    from torch import nn
+
+    from tune import multiply_adds
+
+    assert multiply_adds(nn.Linear(12, 5), torch.zeros(3, 12)) == 60
+    conv = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.Flatten(), nn.Linear(4 * 8 * 8, 10))
+    assert multiply_adds(conv, torch.zeros(1, 2, 8, 8)) == 4 * 8 * 8 * 2 * 9 + 256 * 10
+    assert multiply_adds(nn.ConvTranspose2d(3, 2, 4, stride=2), torch.zeros(1, 3, 5, 5)) == 3 * 5 * 5 * 2 * 16
 
 
 def test_reproduce_passes_an_empty_out_dir_on_so_that_every_script_refuses_it():
