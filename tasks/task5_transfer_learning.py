@@ -7,10 +7,10 @@ and discuss the results obtained, mainly the test loss/accuracy obtained by this
 
 Story: load Task 1's encoder and Task 4's results -> the like-for-like comparison: Task 4's images,
 seeds and plain recipe, the encoder started from the AE's weights, a fresh MLP, everything
-fine-tuned -> the augmented recipe and its schedule alone, the augmented recipe at lower learning
-rates, and a frozen encoder (plain and augmented) as controls -> the recipe with the best validation
-accuracy is the answer -> what pre-training adds: each recipe minus Task 4's recipe with equal
-settings, over the same seeds -> figure and results/task5_transfer_learning.json.
+fine-tuned -> the augmented recipe and its schedule alone, the augmented recipe at other learning
+rates (lr/10, lr/3, lr×3), and a frozen encoder (plain and augmented) as controls -> the recipe with
+the best validation accuracy is the answer -> what pre-training adds: each recipe minus Task 4's
+recipe with equal settings, over the same seeds -> figure and results/task5_transfer_learning.json.
 """
 import sys
 import time
@@ -37,16 +37,17 @@ def parse_args(argv=None):
     return args
 
 
-LR_FACTORS = (1 / 10, 1 / 3)  # the augmented recipe's peak lr, re-tuned for fine-tuning: lr x these, chosen on validation
+LR_FACTORS = (1 / 10, 1 / 3, 3)  # the augmented recipe's peak lr, re-tuned for fine-tuning: lr x these, chosen on validation
 
 
 def recipes(args) -> dict[str, fewshot.Recipe]:
-    """Task 4's three recipes with the encoder fine-tuned; the augmented one at lower peak learning rates (a
-    pre-trained encoder may need a gentler start); Task 4's plain and augmented ones with the encoder frozen."""
+    """Task 4's three recipes with the encoder fine-tuned; the augmented one at other peak learning rates (a
+    pre-trained encoder may need another one); Task 4's plain and augmented ones with the encoder frozen."""
     plain, augmented = fewshot.schedules(args)
     return {"fine-tune": plain, "fine-tune, augmented": augmented,
             "fine-tune, schedule only": replace(augmented, augment=False)} | {
-            f"fine-tune, augmented, lr/{round(1 / f)}": replace(augmented, lr=float(f"{augmented.lr * f:.2g}"))
+            "fine-tune, augmented, " + (f"lr/{round(1 / f)}" if f < 1 else f"lr×{f}"):
+                replace(augmented, lr=float(f"{augmented.lr * f:.2g}"))
             for f in LR_FACTORS} | {
             "frozen encoder": replace(plain, freeze_encoder=True),
             "frozen encoder, augmented": replace(augmented, freeze_encoder=True)}
