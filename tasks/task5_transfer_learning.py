@@ -8,7 +8,7 @@ and discuss the results obtained, mainly the test loss/accuracy obtained by this
 Story: load Task 1's encoder and Task 4's results -> the like-for-like comparison: Task 4's images,
 seeds and plain recipe, the encoder started from the AE's weights, a fresh MLP, everything
 fine-tuned -> the augmented recipe and its schedule alone, the augmented recipe at other learning
-rates (lr/10, lr/3, lr×3), and a frozen encoder (plain and augmented) as controls -> the recipe with
+rates (lr/3, lr×3, lr×9, lr×27), and a frozen encoder (plain and augmented) as controls -> the recipe with
 the best validation accuracy is the answer -> what pre-training adds: each recipe minus Task 4's
 recipe with equal settings, over the same seeds -> figure and results/task5_transfer_learning.json.
 """
@@ -37,7 +37,7 @@ def parse_args(argv=None):
     return args
 
 
-LR_FACTORS = (1 / 10, 1 / 3, 3)  # the augmented recipe's peak lr, re-tuned for fine-tuning: lr x these, chosen on validation
+LR_FACTORS = (1 / 3, 3, 9, 27)  # the augmented recipe's peak lr, re-tuned for fine-tuning: lr x these, chosen on validation
 
 
 def recipes(args) -> dict[str, fewshot.Recipe]:

@@ -68,10 +68,10 @@ def test_task5_compares_recipes_and_pairs_the_gains(chain):
     out, _ = chain
     final = _results(out, "task5_transfer_learning")["final"]
     assert set(final["recipes"]) == {"fine-tune", "fine-tune, augmented", "fine-tune, schedule only", "frozen encoder",
-                                   "frozen encoder, augmented", "fine-tune, augmented, lr/10", "fine-tune, augmented, lr/3",
-                                   "fine-tune, augmented, lr×3"}
-    lrs = [final["recipes"][f"fine-tune, augmented{k}"]["recipe"]["lr"] for k in (", lr×3", "", ", lr/3", ", lr/10")]
-    assert lrs[0] > lrs[1] > lrs[2] > lrs[3] and lrs[3] == pytest.approx(lrs[1] / 10, rel=0.05)
+                                   "frozen encoder, augmented", "fine-tune, augmented, lr/3", "fine-tune, augmented, lr×3",
+                                   "fine-tune, augmented, lr×9", "fine-tune, augmented, lr×27"}
+    lrs = [final["recipes"][f"fine-tune, augmented{k}"]["recipe"]["lr"] for k in (", lr×27", ", lr×9", ", lr×3", "", ", lr/3")]
+    assert lrs == sorted(lrs, reverse=True) and lrs[0] == pytest.approx(27 * lrs[3], rel=0.05)
     assert final["best"] in final["recipes"]
     assert {k: g["task4_recipe"] for k, g in final["pretraining_gain"].items()} == {
         "fine-tune": "plain", "fine-tune, augmented": "augmented", "fine-tune, schedule only": "schedule only"}
