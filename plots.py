@@ -3,6 +3,8 @@
 Figures are drawn at the size the report places them (TEXT_WIDTH inches is the full text width
 of ex2.pdf), so every font size below is the printed size: nothing is smaller than 9 pt.
 """
+import math
+
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no window
@@ -29,9 +31,10 @@ def _save(fig, path, rect: tuple | None = (0, 0, 1, 1)) -> None:
 
 def _epoch_axis(ax, epochs) -> None:
     """Integer epoch ticks that include the last epoch."""
-    ticks = [t for t in MaxNLocator(integer=True, nbins=8, steps=[1, 2, 5, 10]).tick_values(1, max(epochs))
-             if 1 <= t < max(epochs)]
-    ax.set_xticks(sorted(set(ticks) | {max(epochs)}))
+    last = max(epochs)
+    ticks = [t for t in MaxNLocator(integer=True, nbins=8, steps=[1, 2, 5, 10]).tick_values(1, last)
+             if 1 <= t <= last - 0.08 * (last - 1)]  # none so close to the last that their labels would touch
+    ax.set_xticks(sorted(set(ticks) | {last}))
 
 
 def history_curves(history: list[dict], path, title: str) -> None:
@@ -110,9 +113,11 @@ def bars(groups: dict[str, list[float]], labels: list[str], path, ylabel: str, t
 def mean_band(rows: dict[str, dict[str, list[list[dict]]]], path, title: str) -> None:
     """One row of two panels (loss, accuracy) per recipe; in each, every experiment (a list of per-seed
     histories) as its mean curve and min-max band over seeds against the epoch, train dashed and test solid.
-    The lowest mean test loss of each experiment is marked; the legend sits below the accuracy
-    curves, on one accuracy range in every row."""
-    fig, axes = plt.subplots(len(rows), 2, figsize=(TEXT_WIDTH, 0.6 + 2.45 * len(rows)), squeeze=False)
+    The lowest mean test loss of each experiment is marked; one accuracy range in every row, and one legend
+    below all panels."""
+    most = max(len(runs) for runs in rows.values())
+    legend = 0.2 * math.ceil(2 * most / 2) + 0.15  # inches: two columns of entries (train and test per experiment)
+    fig, axes = plt.subplots(len(rows), 2, figsize=(TEXT_WIDTH, 0.6 + 2.45 * len(rows) + legend), squeeze=False)
     for (recipe, runs), (ax_loss, ax_acc) in zip(rows.items(), axes):
         for i, (name, histories) in enumerate(runs.items()):
             color = COLORS(i)
@@ -123,19 +128,20 @@ def mean_band(rows: dict[str, dict[str, list[list[dict]]]], path, title: str) ->
                     lowest = (split, metric) == ("test", "loss")
                     ax.plot(x, y.mean(0), style, color=color, label=f"{name}, {split}")
                     ax.fill_between(x, y.min(0), y.max(0), color=color, alpha=0.15 if split == "test" else 0.07, lw=0)
-                    if lowest:  # a hollow ring on the lowest point (the curve stays visible through it)
+                    if lowest:  # a hollow ring on the lowest point (the curve shows through), one size per experiment
                         k = int(y.mean(0).argmin())
-                        ax.plot(x[k], y.mean(0)[k], "o", color=color, mfc="none", mew=1.5, ms=8)
+                        ax.plot(x[k], y.mean(0)[k], "o", color=color, mfc="none", mew=1.5, ms=7 + 4 * i)
         ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title=f"{recipe}: loss (ring: lowest mean test loss)")
         ax_acc.set(xlabel="epoch", ylabel="accuracy %", title=f"{recipe}: accuracy")
         for ax in (ax_loss, ax_acc):
             ax.grid(alpha=0.3)
             _epoch_axis(ax, x)
-        ax_acc.set_ylim(0, 103)  # one range in every row; the legend sits below the curves
-        ax_acc.legend(fontsize=9, loc="lower right")
+        ax_acc.set_ylim(0, 103)  # one range in every row
         ax_loss.set_xlim(right=x[-1] + 0.08 * (x[-1] - x[0]))  # room for a marker at the last epoch
     fig.suptitle(title)
-    _save(fig, path)
+    widest = max(axes[:, 1], key=lambda ax: len(ax.get_lines()))  # the row with the most experiments
+    fig.legend(*widest.get_legend_handles_labels(), loc="lower center", ncol=2, frameon=False)
+    _save(fig, path, rect=(0, legend / fig.get_figheight(), 1, 1))
 
 
 def latent_scatter(panels: dict[str, tuple["np.ndarray", "np.ndarray"]], path, title: str) -> None:

@@ -68,7 +68,7 @@ def self_train(start_recipe, labelled, unlabelled_images, val, test, device, see
 
 def main(argv=None):
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=number(int, 1, 100), default=5, help="seeds from the AE start, 1..100 (default: 5)")
+    p.add_argument("--seeds", type=number(int, 1, 100), default=3, help="seeds from the AE start, 1..100 (default: 3)")
     p.add_argument("--random-seeds", type=number(int, 0, 100), default=3, help="seeds from random init (default: 3)")
     args = p.parse_args(argv)
     grids, budget, caps = GRIDS, EPOCH_BUDGET, CAPS

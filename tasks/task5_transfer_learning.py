@@ -85,8 +85,11 @@ def main(argv=None):
     if not gains:
         print("warning: Task 4 ran with other settings (no recipe matches); rerun it with these flags to compare")
 
-    plots.mean_band({r: {"Task 4: random init": task4["history"][r4], "Task 5: AE encoder": histories[r5]}
-                     for r, r4, r5 in (("plain", "plain", "fine-tune"), ("augmented", "augmented", "fine-tune, augmented"))},
+    rows = {r: {"Task 4: random init": task4["history"][r4], "Task 5: AE encoder": histories[r5]}
+            for r, r4, r5 in (("plain", "plain", "fine-tune"), ("augmented", "augmented", "fine-tune, augmented"))}
+    if best not in ("fine-tune", "fine-tune, augmented"):  # the chosen recipe's curves too, in the row of its kind
+        rows["augmented" if table[best].augment else "plain"][f"Task 5: {best} (chosen)"] = histories[best]
+    plots.mean_band(rows,
                     out / "figures" / f"{NAME}_vs_task4.png",
                     f"100 labelled images, Tasks 4 and 5 under the same recipes, {args.seeds} seeds (mean, min-max band)")
     save_results(out / "results" / f"{NAME}.json", args, device, started, history=histories,
