@@ -109,7 +109,7 @@ def test_task3_detects_a_change_of_the_frozen_encoder(mnist_root, tmp_path, chai
 def test_few_shot_set_is_training_indices_0_to_99_in_tasks_4_and_5(chain, mnist_root):
     x_train, _ = load_mnist(mnist_root, train=True)
     calls = FIT_CALLS["task4_few_shot"] + FIT_CALLS["task5_transfer_learning"]
-    assert len(calls) == 2 * (3 + 5)  # 2 seeds x (3 + 5 recipes)
+    assert len(calls) == 2 * (3 + 9)  # 2 seeds x (3 + 9 recipes)
     for call in calls:
         assert torch.equal(call["x"], x_train[torch.arange(100)])
 
