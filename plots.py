@@ -67,8 +67,8 @@ def history_curves(history: list[dict], path, title: str) -> None:
 def digit_grid(rows: dict[str, "np.ndarray"], path, per_row: int = 15, title: str | None = None,
                numbered: bool = False) -> None:
     """Blocks of labelled rows of 28x28 digits, drawn as one image: block b shows digits b*per_row ...
-    of every entry of `rows`, one row per entry (2-pixel white gaps); numbered writes each digit's
-    number (1, 2, ...) above the block's first row. At full text width a digit is about
+    of every entry of `rows`, one row per entry (2-pixel white gaps); numbered writes each column's
+    number (#1, #2, ...; the # tells it from a digit class) above the block's first row. At full text width a digit is about
     (TEXT_WIDTH - 1.13) / per_row inches wide (9 mm for 15 per row)."""
     rows = {k: np.asarray(v).reshape(-1, 28, 28) for k, v in rows.items()}
     n = len(next(iter(rows.values())))
@@ -86,7 +86,7 @@ def digit_grid(rows: dict[str, "np.ndarray"], path, per_row: int = 15, title: st
                 canvas[top + 30 * r:top + 30 * r + 28, 30 * c:30 * c + 28] = img
             ax.text(-8, top + 30 * r + 14, label, ha="right", va="center", fontsize=9)
         for c in range(min(per_row, n - start)) if numbered else ():
-            ax.text(30 * c + 14, top - 2, str(start + c + 1), ha="center", va="bottom", fontsize=9)
+            ax.text(30 * c + 14, top - 2, f"#{start + c + 1}", ha="center", va="bottom", fontsize=9)
     ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.axis("off")
     if title:
@@ -113,31 +113,35 @@ def bars(groups: dict[str, list[float]], labels: list[str], path, ylabel: str, t
 def mean_band(rows: dict[str, dict[str, list[list[dict]]]], path, title: str) -> None:
     """One row of two panels (loss, accuracy) per recipe; in each, every experiment (a list of per-seed
     histories) as its mean curve and min-max band over seeds against the epoch, train dashed and test solid.
-    The lowest mean test loss of each experiment is marked; one accuracy range in every row, and one legend
-    below all panels."""
+    One accuracy range in every row, with an inset that zooms into the test accuracy over the second half of
+    the epochs (where the experiments differ by a few points), and one legend below all panels."""
     most = max(len(runs) for runs in rows.values())
     legend = 0.2 * math.ceil(2 * most / 2) + 0.15  # inches: two columns of entries (train and test per experiment)
     fig, axes = plt.subplots(len(rows), 2, figsize=(TEXT_WIDTH, 0.6 + 2.45 * len(rows) + legend), squeeze=False)
     for (recipe, runs), (ax_loss, ax_acc) in zip(rows.items(), axes):
+        zoom = ax_acc.inset_axes((0.42, 0.2, 0.55, 0.34))
         for i, (name, histories) in enumerate(runs.items()):
             color = COLORS(i)
             x = np.array([r["epoch"] for r in histories[0]])
             for ax, metric, scale in ((ax_loss, "loss", 1), (ax_acc, "accuracy", 100)):
                 for split, style in (("train", "--"), ("test", "-")):
                     y = scale * np.array([[r[f"{split}_{metric}"] for r in h] for h in histories])
-                    lowest = (split, metric) == ("test", "loss")
                     ax.plot(x, y.mean(0), style, color=color, label=f"{name}, {split}")
                     ax.fill_between(x, y.min(0), y.max(0), color=color, alpha=0.15 if split == "test" else 0.07, lw=0)
-                    if lowest:  # a hollow ring on the lowest point (the curve shows through), one size per experiment
-                        k = int(y.mean(0).argmin())
-                        ax.plot(x[k], y.mean(0)[k], "o", color=color, mfc="none", mew=1.5, ms=7 + 4 * i)
-        ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title=f"{recipe}: loss (ring: lowest mean test loss)")
-        ax_acc.set(xlabel="epoch", ylabel="accuracy %", title=f"{recipe}: accuracy")
+                    if (split, metric) == ("test", "accuracy"):
+                        late = x >= x[0] + (x[-1] - x[0]) / 2
+                        zoom.plot(x[late], y.mean(0)[late], "-", color=color)
+                        zoom.fill_between(x[late], y.min(0)[late], y.max(0)[late], color=color, alpha=0.15, lw=0)
+        ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title=f"{recipe}: loss")
+        ax_acc.set(xlabel="epoch", ylabel="accuracy %", title=f"{recipe}: accuracy (inset: test, zoomed)")
         for ax in (ax_loss, ax_acc):
             ax.grid(alpha=0.3)
             _epoch_axis(ax, x)
         ax_acc.set_ylim(0, 103)  # one range in every row
-        ax_loss.set_xlim(right=x[-1] + 0.08 * (x[-1] - x[0]))  # room for a marker at the last epoch
+        zoom.set_xticks([x[late][0], x[-1]])
+        zoom.yaxis.set_major_locator(MaxNLocator(nbins=3, integer=True))
+        zoom.tick_params(pad=1)
+        zoom.grid(alpha=0.3)
     fig.suptitle(title)
     widest = max(axes[:, 1], key=lambda ax: len(ax.get_lines()))  # the row with the most experiments
     fig.legend(*widest.get_legend_handles_labels(), loc="lower center", ncol=2, frameon=False)
@@ -147,28 +151,34 @@ def mean_band(rows: dict[str, dict[str, list[list[dict]]]], path, title: str) ->
 def latent_scatter(panels: dict[str, tuple["np.ndarray", "np.ndarray"]], path, title: str) -> None:
     """Side-by-side 2-D scatter plots on one shared scale (e.g. PCA of latent codes, each scaled to total
     spread 1), 5,000 random points coloured by digit and drawn in a random order (no class hides under
-    another); each class's mean is a black-edged dot, joined by a thin line to its digit in a white box, placed
-    at the nearest of 24 spots around the dot that covers no dot and no other label."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(TEXT_WIDTH, 3.4), squeeze=False, sharex=True, sharey=True)
-    span = max(np.ptp(xy, axis=0).max() for xy, _ in panels.values())  # of the shared axes
+    another); each class's mean is a black-edged dot, joined by a thin line to its digit in a white box. A box
+    goes to the free spot nearest its dot: one that covers no point, no class mean and no other box."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(TEXT_WIDTH, 3.6), squeeze=False, sharex=True, sharey=True)
+    lo = np.min([xy.min(0) for xy, _ in panels.values()], axis=0)
+    hi = np.max([xy.max(0) for xy, _ in panels.values()], axis=0)
+    lo, hi = lo - 0.12 * (hi - lo), hi + 0.12 * (hi - lo)  # a free margin around the points, for the boxes
+    half = 0.028 * (hi - lo)  # a box's half width and half height, in data units (a 9-pt digit and its frame)
+    grid = np.stack(np.meshgrid(np.linspace(lo[0] + half[0], hi[0] - half[0], 80),
+                                np.linspace(lo[1] + half[1], hi[1] - half[1], 80)), -1).reshape(-1, 2)
     for ax, (name, (xy, labels)) in zip(axes[0], panels.items()):
         order = np.random.default_rng(0).permutation(len(labels))[:5000]
         ax.scatter(xy[order, 0], xy[order, 1], s=2, alpha=0.35, c=[COLORS(d) for d in labels[order]], rasterized=True)
         means = {d: xy[labels == d].mean(0) for d in range(10) if (labels == d).any()}
-        placed, r = [], 0.065 * span  # label centres; r: a label's distance from its dot
-        around = [(0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1), (-1, 0), (-1, 1)]
-        for digit, (mx, my) in means.items():
-            candidates = [(mx + k * r * dx / np.hypot(dx, dy), my + k * r * dy / np.hypot(dx, dy))
-                          for k in (1, 2, 3) for dx, dy in around]
-            x, y = next((c for c in candidates if all(  # clear of every dot and of every label placed so far
-                max(abs(c[0] - px), abs(c[1] - py)) > 0.055 * span for px, py in placed + list(means.values()))),
-                candidates[0])
-            placed.append((x, y))
-            ax.plot([mx, x], [my, y], color="black", lw=0.6, zorder=3)  # the label's line to its dot
-            ax.plot(mx, my, "o", ms=4, mfc=COLORS(digit), mec="black", mew=0.8, zorder=4)
+        taken = np.concatenate([xy[order], np.array(list(means.values()))])  # what a box may not cover
+
+        def free(spots, obstacles, pad):  # spots whose box keeps `pad` boxes' size from every obstacle
+            d = np.abs(spots[:, None, :] - obstacles[None, :, :]) / half
+            return ~((d < pad).all(-1)).any(1)
+        spots = grid[free(grid, taken, 1.3)]
+        for digit, m in means.items():
+            x, y = spots[np.argmin(((spots - m) / half) ** 2 @ np.ones(2))]
+            spots = spots[free(spots, np.array([[x, y]]), 2.2)]  # no later box on this one
+            ax.plot([m[0], x], [m[1], y], color="black", lw=0.6, zorder=3)  # the box's line to its dot
+            ax.plot(*m, "o", ms=4, mfc=COLORS(digit), mec="black", mew=0.8, zorder=4)
             ax.text(x, y, str(digit), ha="center", va="center", fontsize=9, weight="bold", color=COLORS(digit),
                     zorder=5, bbox=dict(boxstyle="round,pad=0.15", fc="white", ec=COLORS(digit), lw=0.8))
-        ax.set(title=name, xlabel="PC 1 (codes scaled to total spread 1)", ylabel="PC 2")
+        ax.set(title=name, xlabel="PC 1 (codes scaled to total spread 1)", ylabel="PC 2", xlim=(lo[0], hi[0]),
+               ylim=(lo[1], hi[1]))
         ax.grid(alpha=0.3)
     fig.suptitle(title + " (dot: class mean, joined to its boxed digit)")
     _save(fig, path)
