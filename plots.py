@@ -30,11 +30,24 @@ def _save(fig, path, rect: tuple | None = (0, 0, 1, 1)) -> None:
 
 
 def _epoch_axis(ax, epochs) -> None:
-    """Integer epoch ticks that include the last epoch."""
+    """Integer epoch ticks that include the last epoch; where the curves are evaluated every k >= 5 epochs, the
+    ticks sit on evaluated epochs (multiples of k)."""
+    epochs = [int(e) for e in epochs]
     last = max(epochs)
-    ticks = [t for t in MaxNLocator(integer=True, nbins=8, steps=[1, 2, 5, 10]).tick_values(1, last)
-             if 1 <= t <= last - 0.08 * (last - 1)]  # none so close to the last that their labels would touch
+    k = epochs[1] - epochs[0] if len(epochs) > 1 else 1
+    unit = k if k >= 5 and all(e % k == 0 for e in epochs) else 1
+    ticks = [unit * t for t in MaxNLocator(integer=True, nbins=8, steps=[1, 2, 5, 10]).tick_values(1, last / unit)
+             if 1 <= unit * t <= last - 0.08 * (last - 1)]  # none so close to the last that their labels would touch
     ax.set_xticks(sorted(set(ticks) | {last}))
+
+
+def _zoom(ax, bounds=(0.35, 0.12, 0.6, 0.45)):
+    """An inset in `ax` (axes fractions) for the second half of the epochs, with the first and last as ticks."""
+    zoom = ax.inset_axes(bounds)
+    zoom.yaxis.set_major_locator(MaxNLocator(nbins=3))
+    zoom.tick_params(pad=1)
+    zoom.grid(alpha=0.3)
+    return zoom
 
 
 def history_curves(history: list[dict], path, title: str) -> None:
@@ -48,13 +61,20 @@ def history_curves(history: list[dict], path, title: str) -> None:
     log = max(losses) > 10 * min(losses)
     panels = [("loss", 1, "loss (log scale)" if log else "loss")]
     panels += [("accuracy", 100, "accuracy %")] if has_acc else []
+    late = [i for i, e in enumerate(epochs) if e >= (epochs[0] + epochs[-1]) / 2]
     for ax, (metric, scale, ylabel) in zip(axes[0], panels):
+        zoom = _zoom(ax) if metric == "accuracy" and len(late) > 1 else None  # the last points differ by tenths
         for split, style, name in (("train", "o-", "train (10,000 images)"), ("test", "s-", "test")):
-            ax.plot(epochs, [scale * r[f"{split}_{metric}"] for r in history], style, ms=3, label=name)
-        ax.set(xlabel="epoch", ylabel=ylabel, title=f"{title}: {metric}")
-        ax.legend()
+            y = [scale * r[f"{split}_{metric}"] for r in history]
+            ax.plot(epochs, y, style, ms=3, label=name)
+            if zoom is not None:
+                zoom.plot([epochs[i] for i in late], [y[i] for i in late], style, ms=3)
+        ax.set(xlabel="epoch", ylabel=ylabel, title=f"{title}: {metric}" + (" (inset: zoomed)" if zoom else ""))
         ax.grid(alpha=0.3, which="both")
         _epoch_axis(ax, epochs)
+        if zoom is not None:
+            zoom.set_xticks([epochs[late[0]], epochs[-1]])
+    axes[0, 0].legend()
     if log:  # ticks at 1, 2, 3, 5 x 10^k, written as plain numbers
         ax = axes[0, 0]
         ax.set_yscale("log")
@@ -65,15 +85,15 @@ def history_curves(history: list[dict], path, title: str) -> None:
 
 
 def digit_grid(rows: dict[str, "np.ndarray"], path, per_row: int = 15, title: str | None = None,
-               numbered: bool = False) -> None:
+               numbers: list[int] | None = None) -> None:
     """Blocks of labelled rows of 28x28 digits, drawn as one image: block b shows digits b*per_row ...
-    of every entry of `rows`, one row per entry (2-pixel white gaps); numbered writes each column's
-    number (#1, #2, ...; the # tells it from a digit class) above the block's first row. At full text width a digit is about
+    of every entry of `rows`, one row per entry (2-pixel white gaps); `numbers` (e.g. the digits' test-set
+    indices) are written in grey above the block's first row, unlike a digit class. At full text width a digit is about
     (TEXT_WIDTH - 1.13) / per_row inches wide (9 mm for 15 per row)."""
     rows = {k: np.asarray(v).reshape(-1, 28, 28) for k, v in rows.items()}
     n = len(next(iter(rows.values())))
     inch = (TEXT_WIDTH - 1.13) / (per_row * 30 - 2)  # inches per pixel
-    head = round(0.22 / inch) if numbered else 0  # pixels above each block, for its numbers
+    head = round(0.22 / inch) if numbers is not None else 0  # pixels above each block, for its numbers
     block = head + 30 * len(rows)
     canvas = np.ones((block * -(-n // per_row) - 2, per_row * 30 - 2))
     fig = plt.figure(figsize=(TEXT_WIDTH, canvas.shape[0] * inch + (0.3 if title else 0.02)))
@@ -85,8 +105,9 @@ def digit_grid(rows: dict[str, "np.ndarray"], path, per_row: int = 15, title: st
             for c, img in enumerate(imgs[start:start + per_row]):
                 canvas[top + 30 * r:top + 30 * r + 28, 30 * c:30 * c + 28] = img
             ax.text(-8, top + 30 * r + 14, label, ha="right", va="center", fontsize=9)
-        for c in range(min(per_row, n - start)) if numbered else ():
-            ax.text(30 * c + 14, top - 2, f"#{start + c + 1}", ha="center", va="bottom", fontsize=9)
+        for c in range(min(per_row, n - start)) if numbers is not None else ():
+            ax.text(30 * c + 14, top - 2, str(numbers[start + c]), ha="center", va="bottom", fontsize=9,
+                    color="0.4")
     ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.axis("off")
     if title:
@@ -110,16 +131,17 @@ def bars(groups: dict[str, list[float]], labels: list[str], path, ylabel: str, t
     _save(fig, path)
 
 
-def mean_band(rows: dict[str, dict[str, list[list[dict]]]], path, title: str) -> None:
+def mean_band(rows: dict[str, dict[str, list[list[dict]]]], path, title: str | None = None) -> None:
     """One row of two panels (loss, accuracy) per recipe; in each, every experiment (a list of per-seed
     histories) as its mean curve and min-max band over seeds against the epoch, train dashed and test solid.
     One accuracy range in every row, with an inset that zooms into the test accuracy over the second half of
     the epochs (where the experiments differ by a few points), and one legend below all panels."""
     most = max(len(runs) for runs in rows.values())
     legend = 0.2 * math.ceil(2 * most / 2) + 0.15  # inches: two columns of entries (train and test per experiment)
-    fig, axes = plt.subplots(len(rows), 2, figsize=(TEXT_WIDTH, 0.6 + 2.45 * len(rows) + legend), squeeze=False)
+    top = 0.3 if title else 0  # inches for the title
+    fig, axes = plt.subplots(len(rows), 2, figsize=(TEXT_WIDTH, top + 0.3 + 2.45 * len(rows) + legend), squeeze=False)
     for (recipe, runs), (ax_loss, ax_acc) in zip(rows.items(), axes):
-        zoom = ax_acc.inset_axes((0.42, 0.2, 0.55, 0.34))
+        zoom = _zoom(ax_acc, (0.42, 0.2, 0.55, 0.34))
         for i, (name, histories) in enumerate(runs.items()):
             color = COLORS(i)
             x = np.array([r["epoch"] for r in histories[0]])
@@ -139,21 +161,27 @@ def mean_band(rows: dict[str, dict[str, list[list[dict]]]], path, title: str) ->
             _epoch_axis(ax, x)
         ax_acc.set_ylim(0, 103)  # one range in every row
         zoom.set_xticks([x[late][0], x[-1]])
-        zoom.yaxis.set_major_locator(MaxNLocator(nbins=3, integer=True))
-        zoom.tick_params(pad=1)
-        zoom.grid(alpha=0.3)
-    fig.suptitle(title)
+    if title:
+        fig.suptitle(title)
     widest = max(axes[:, 1], key=lambda ax: len(ax.get_lines()))  # the row with the most experiments
     fig.legend(*widest.get_legend_handles_labels(), loc="lower center", ncol=2, frameon=False)
     _save(fig, path, rect=(0, legend / fig.get_figheight(), 1, 1))
 
 
-def latent_scatter(panels: dict[str, tuple["np.ndarray", "np.ndarray"]], path, title: str) -> None:
+def _crosses(a, b, c, d) -> bool:
+    """Whether the segments a-b and c-d cross (2-D points)."""
+    side = lambda p, q, r: np.sign((q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0]))  # noqa: E731
+    return side(a, b, c) * side(a, b, d) < 0 and side(c, d, a) * side(c, d, b) < 0
+
+
+def latent_scatter(panels: dict[str, tuple["np.ndarray", "np.ndarray"]], path, title: str | None = None) -> None:
     """Side-by-side 2-D scatter plots on one shared scale (e.g. PCA of latent codes, each scaled to total
     spread 1), 5,000 random points coloured by digit and drawn in a random order (no class hides under
     another); each class's mean is a black-edged dot, joined by a thin line to its digit in a white box. A box
-    goes to the free spot nearest its dot: one that covers no point, no class mean and no other box."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(TEXT_WIDTH, 3.6), squeeze=False, sharex=True, sharey=True)
+    goes to the free spot nearest its dot (one that covers no point, no class mean and no other box); then two
+    boxes whose lines cross swap spots, which shortens the lines, until no lines cross."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(TEXT_WIDTH, 3.6 if title else 3.3), squeeze=False,
+                             sharex=True, sharey=True)
     lo = np.min([xy.min(0) for xy, _ in panels.values()], axis=0)
     hi = np.max([xy.max(0) for xy, _ in panels.values()], axis=0)
     lo, hi = lo - 0.12 * (hi - lo), hi + 0.12 * (hi - lo)  # a free margin around the points, for the boxes
@@ -169,10 +197,19 @@ def latent_scatter(panels: dict[str, tuple["np.ndarray", "np.ndarray"]], path, t
         def free(spots, obstacles, pad):  # spots whose box keeps `pad` boxes' size from every obstacle
             d = np.abs(spots[:, None, :] - obstacles[None, :, :]) / half
             return ~((d < pad).all(-1)).any(1)
-        spots = grid[free(grid, taken, 1.3)]
+        spots, box = grid[free(grid, taken, 1.3)], {}
         for digit, m in means.items():
-            x, y = spots[np.argmin(((spots - m) / half) ** 2 @ np.ones(2))]
-            spots = spots[free(spots, np.array([[x, y]]), 2.2)]  # no later box on this one
+            box[digit] = spots[np.argmin(((spots - m) / half) ** 2 @ np.ones(2))]
+            spots = spots[free(spots, box[digit][None], 2.2)]  # no later box on this one
+        crossing = True
+        while crossing:  # ends: every swap makes the lines' total length strictly shorter
+            crossing = False
+            for a in means:
+                for b in means:
+                    if a < b and _crosses(means[a], box[a], means[b], box[b]):
+                        box[a], box[b], crossing = box[b], box[a], True
+        for digit, m in means.items():
+            x, y = box[digit]
             ax.plot([m[0], x], [m[1], y], color="black", lw=0.6, zorder=3)  # the box's line to its dot
             ax.plot(*m, "o", ms=4, mfc=COLORS(digit), mec="black", mew=0.8, zorder=4)
             ax.text(x, y, str(digit), ha="center", va="center", fontsize=9, weight="bold", color=COLORS(digit),
@@ -180,7 +217,8 @@ def latent_scatter(panels: dict[str, tuple["np.ndarray", "np.ndarray"]], path, t
         ax.set(title=name, xlabel="PC 1 (codes scaled to total spread 1)", ylabel="PC 2", xlim=(lo[0], hi[0]),
                ylim=(lo[1], hi[1]))
         ax.grid(alpha=0.3)
-    fig.suptitle(title + " (dot: class mean, joined to its boxed digit)")
+    if title:
+        fig.suptitle(title + " (dot: class mean, joined to its boxed digit)")
     _save(fig, path)
 
 

@@ -99,7 +99,7 @@ def main(argv=None):
     show = torch.cat([torch.nonzero(y_te == c).flatten()[:6] for c in range(10)])
     plots.digit_grid({"input": x_te[show], "AE (Task 1)": recon["autoencoder"][show],
                       "classifier enc.\n+ decoder": recon["classifier_decoder"][show]},
-                     out / "figures" / f"{NAME}_digits.png", per_row=15, numbered=True)
+                     out / "figures" / f"{NAME}_digits.png", per_row=15, numbers=show.tolist())
     plots.bars({"autoencoder (Task 1)": final["per_class_test_l1"]["autoencoder"],
                 "classifier encoder + decoder": final["per_class_test_l1"]["classifier_decoder"]},
                [str(c) for c in range(10)], out / "figures" / f"{NAME}_per_class_l1.png",
@@ -109,7 +109,7 @@ def main(argv=None):
                           (pca_2d(codes["autoencoder"][1]).numpy(), y_te.numpy()),
                           f"Task 2 classifier (ratio {ratio['classifier']:.2f})":
                           (pca_2d(codes["classifier"][1]).numpy(), y_te.numpy())},
-                         out / "figures" / f"{NAME}_latent_pca.png", "Test codes on their first two principal components")
+                         out / "figures" / f"{NAME}_latent_pca.png")  # described by the report's caption
     save_results(out / "results" / f"{NAME}.json", args, device, started, history=history,
                  control_history=control_history, final=final)
 

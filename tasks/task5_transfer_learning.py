@@ -89,9 +89,7 @@ def main(argv=None):
             for r, r4, r5 in (("plain", "plain", "fine-tune"), ("augmented", "augmented", "fine-tune, augmented"))}
     if best not in ("fine-tune", "fine-tune, augmented"):  # the chosen recipe's curves too, in the row of its kind
         rows["augmented" if table[best].augment else "plain"][f"Task 5: {best} (chosen)"] = histories[best]
-    plots.mean_band(rows,
-                    out / "figures" / f"{NAME}_vs_task4.png",
-                    f"100 labelled images, Tasks 4 and 5 under the same recipes, {args.seeds} seeds (mean, min-max band)")
+    plots.mean_band(rows, out / "figures" / f"{NAME}_vs_task4.png")  # described by the report's caption
     save_results(out / "results" / f"{NAME}.json", args, device, started, history=histories,
                  final={"best": best, "recipes": summaries, "pretraining_gain": gains})
 
