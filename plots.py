@@ -55,7 +55,7 @@ def history_curves(history: list[dict], path, title: str) -> None:
     values would squash the later ones), and the accuracy % if the history has accuracies. "train" is the
     eval-mode pass over the first 10,000 training images that fit() records, comparable with the test pass."""
     has_acc = "test_accuracy" in history[0]
-    fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(TEXT_WIDTH if has_acc else 4.2, 2.6), squeeze=False)
+    fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(TEXT_WIDTH if has_acc else 4.2, 2.3), squeeze=False)
     epochs = [r["epoch"] for r in history]
     losses = [r[f"{split}_loss"] for r in history for split in ("train", "test")]
     log = max(losses) > 10 * min(losses)
@@ -73,7 +73,7 @@ def history_curves(history: list[dict], path, title: str) -> None:
         ax.grid(alpha=0.3, which="both")
         _epoch_axis(ax, epochs)
         if zoom is not None:
-            zoom.set_xticks([epochs[late[0]], epochs[-1]])
+            zoom.set_xticks([epochs[i] for i in late] if len(late) <= 4 else [epochs[late[0]], epochs[-1]])
     axes[0, 0].legend()
     if log:  # ticks at 1, 2, 3, 5 x 10^k, written as plain numbers
         ax = axes[0, 0]
