@@ -180,7 +180,7 @@ def latent_scatter(panels: dict[str, tuple["np.ndarray", "np.ndarray"]], path, t
     another); each class's mean is a black-edged dot, joined by a thin line to its digit in a white box. A box
     goes to the free spot nearest its dot (one that covers no point, no class mean and no other box); then two
     boxes whose lines cross swap spots, which shortens the lines, until no lines cross."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(TEXT_WIDTH, 3.6 if title else 3.3), squeeze=False,
+    fig, axes = plt.subplots(1, len(panels), figsize=(TEXT_WIDTH, 3.3 if title else 3.0), squeeze=False,
                              sharex=True, sharey=True)
     lo = np.min([xy.min(0) for xy, _ in panels.values()], axis=0)
     hi = np.max([xy.max(0) for xy, _ in panels.values()], axis=0)
