@@ -50,7 +50,7 @@ def _zoom(ax, bounds=(0.35, 0.12, 0.6, 0.45)):
     return zoom
 
 
-def history_curves(history: list[dict], path, title: str) -> None:
+def history_curves(history: list[dict], path, title: str, loss_name: str = "loss") -> None:
     """Train and test loss per epoch, on a log axis if it spans more than a factor of 10 (the first epoch's
     values would squash the later ones), and the accuracy % if the history has accuracies. "train" is the
     eval-mode pass over the first 10,000 training images that fit() records, comparable with the test pass."""
@@ -59,21 +59,23 @@ def history_curves(history: list[dict], path, title: str) -> None:
     epochs = [r["epoch"] for r in history]
     losses = [r[f"{split}_loss"] for r in history for split in ("train", "test")]
     log = max(losses) > 10 * min(losses)
-    panels = [("loss", 1, "loss (log scale)" if log else "loss")]
+    panels = [("loss", 1, loss_name + (" (log scale)" if log else ""))]
     panels += [("accuracy", 100, "accuracy %")] if has_acc else []
     late = [i for i, e in enumerate(epochs) if e >= (epochs[0] + epochs[-1]) / 2]
     for ax, (metric, scale, ylabel) in zip(axes[0], panels):
         zoom = _zoom(ax) if metric == "accuracy" and len(late) > 1 else None  # the last points differ by tenths
-        for split, style, name in (("train", "o-", "train (10,000 images)"), ("test", "s-", "test")):
-            y = [scale * r[f"{split}_{metric}"] for r in history]
-            ax.plot(epochs, y, style, ms=3, label=name)
+        for split, style, mfc, name in (("train", "o-", None, "train (10,000 images)"), ("test", "s-", "white", "test")):
+            y = [scale * r[f"{split}_{metric}"] for r in history]  # test: hollow squares, so neither hides the other
+            ax.plot(epochs, y, style, ms=3.5, mfc=mfc, label=name)
             if zoom is not None:
-                zoom.plot([epochs[i] for i in late], [y[i] for i in late], style, ms=3)
+                zoom.plot([epochs[i] for i in late], [y[i] for i in late], style, ms=3.5, mfc=mfc)
         ax.set(xlabel="epoch", ylabel=ylabel, title=f"{title}: {metric}" + (" (inset: zoomed)" if zoom else ""))
-        ax.grid(alpha=0.3, which="both")
+        ax.grid(alpha=0.3)
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=6))
         _epoch_axis(ax, epochs)
         if zoom is not None:
             zoom.set_xticks([epochs[i] for i in late] if len(late) <= 4 else [epochs[late[0]], epochs[-1]])
+            zoom.margins(x=0.12, y=0.25)  # no marker on the inset's frame
     axes[0, 0].legend()
     if log:  # ticks at 1, 2, 3, 5 x 10^k, written as plain numbers
         ax = axes[0, 0]
@@ -154,7 +156,7 @@ def mean_band(rows: dict[str, dict[str, list[list[dict]]]], path, title: str | N
                         late = x >= x[0] + (x[-1] - x[0]) / 2
                         zoom.plot(x[late], y.mean(0)[late], "-", color=color)
                         zoom.fill_between(x[late], y.min(0)[late], y.max(0)[late], color=color, alpha=0.15, lw=0)
-        ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title=f"{recipe}: loss")
+        ax_loss.set(xlabel="epoch", ylabel="cross-entropy (log scale)", title=f"{recipe}: loss", yscale="log")
         ax_acc.set(xlabel="epoch", ylabel="accuracy %", title=f"{recipe}: accuracy (inset: test, zoomed)")
         for ax in (ax_loss, ax_acc):
             ax.grid(alpha=0.3)
@@ -211,7 +213,8 @@ def latent_scatter(panels: dict[str, tuple["np.ndarray", "np.ndarray"]], path, t
         for digit, m in means.items():
             x, y = box[digit]
             ax.plot([m[0], x], [m[1], y], color="black", lw=0.6, zorder=3)  # the box's line to its dot
-            ax.plot(*m, "o", ms=4, mfc=COLORS(digit), mec="black", mew=0.8, zorder=4)
+            ax.plot(*m, "o", ms=7, mfc="white", mec="white", zorder=4)  # a halo: the mean stands out from the codes
+            ax.plot(*m, "o", ms=4.5, mfc=COLORS(digit), mec="black", mew=0.8, zorder=4)
             ax.text(x, y, str(digit), ha="center", va="center", fontsize=9, weight="bold", color=COLORS(digit),
                     zorder=5, bbox=dict(boxstyle="round,pad=0.15", fc="white", ec=COLORS(digit), lw=0.8))
         ax.set(title=name, xlabel="PC 1 (codes scaled to total spread 1)", ylabel="PC 2", xlim=(lo[0], hi[0]),

@@ -68,7 +68,7 @@ def main(argv=None):
     save_checkpoint(out / "checkpoints" / f"{NAME}.pt", {"encoder": model[0], "decoder": model[1]})
     plots.digit_grid({"input": x_test[:24], f"AE (d={args.latent_dim})": reconstruct(model, x_test[:24], device)},
                      out / "figures" / f"{NAME}_reconstructions.png", per_row=12, numbers=list(range(24)))
-    plots.history_curves(history, out / "figures" / f"{NAME}_curves.png", "Task 1 autoencoder (mean L1)")
+    plots.history_curves(history, out / "figures" / f"{NAME}_curves.png", "Task 1 autoencoder", "mean L1 per pixel")
     save_results(out / "results" / f"{NAME}.json", args, device, started, history=history, final=final)
 
 

@@ -60,7 +60,7 @@ def main(argv=None):
           f"{100 * final['train_accuracy']:.2f}%, {final['train_seconds']:.0f} s of training")
 
     save_checkpoint(out / "checkpoints" / f"{NAME}.pt", {"encoder": model[0], "mlp": model[1]})
-    plots.history_curves(history, out / "figures" / f"{NAME}_curves.png", "Task 2 classifier")
+    plots.history_curves(history, out / "figures" / f"{NAME}_curves.png", "Task 2 classifier", "cross-entropy")
     save_results(out / "results" / f"{NAME}.json", args, device, started, history=history, final=final)
 
 
