@@ -41,7 +41,7 @@ def _epoch_axis(ax, epochs) -> None:
     ax.set_xticks(sorted(set(ticks) | {last}))
 
 
-def _zoom(ax, bounds=(0.35, 0.12, 0.6, 0.45)):
+def _zoom(ax, bounds=(0.35, 0.22, 0.6, 0.4)):
     """An inset in `ax` (axes fractions) for the second half of the epochs, with the first and last as ticks."""
     zoom = ax.inset_axes(bounds)
     zoom.yaxis.set_major_locator(MaxNLocator(nbins=3))
@@ -64,8 +64,8 @@ def history_curves(history: list[dict], path, title: str, loss_name: str = "loss
     late = [i for i, e in enumerate(epochs) if e >= (epochs[0] + epochs[-1]) / 2]
     for ax, (metric, scale, ylabel) in zip(axes[0], panels):
         zoom = _zoom(ax) if metric == "accuracy" and len(late) > 1 else None  # the last points differ by tenths
-        for split, style, mfc, name in (("train", "o-", None, "train (10,000 images)"), ("test", "s-", "white", "test")):
-            y = [scale * r[f"{split}_{metric}"] for r in history]  # test: hollow squares, so neither hides the other
+        for split, style, mfc, name in (("train", "o-", None, "train (10,000 images)"), ("test", "s-", "none", "test")):
+            y = [scale * r[f"{split}_{metric}"] for r in history]  # test: see-through squares, so neither hides the other
             ax.plot(epochs, y, style, ms=3.5, mfc=mfc, label=name)
             if zoom is not None:
                 zoom.plot([epochs[i] for i in late], [y[i] for i in late], style, ms=3.5, mfc=mfc)
@@ -134,38 +134,40 @@ def bars(groups: dict[str, list[float]], labels: list[str], path, ylabel: str, t
 
 
 def mean_band(rows: dict[str, dict[str, list[list[dict]]]], path, title: str | None = None) -> None:
-    """One row of two panels (loss, accuracy) per recipe; in each, every experiment (a list of per-seed
-    histories) as its mean curve and min-max band over seeds against the epoch, train dashed and test solid.
-    One accuracy range in every row, with an inset that zooms into the test accuracy over the second half of
-    the epochs (where the experiments differ by a few points), and one legend below all panels."""
+    """One row of three panels per recipe: training loss (log axis: it falls by decades), test loss (linear: a
+    rise shows) and accuracy (train dashed, test solid, with an inset that zooms into the test accuracy over the
+    second half of the epochs). Every experiment (a list of per-seed histories) is drawn as its mean curve and
+    min-max band over seeds against the epoch; one accuracy range in every row, one legend below all panels."""
     most = max(len(runs) for runs in rows.values())
     legend = 0.2 * math.ceil(2 * most / 2) + 0.15  # inches: two columns of entries (train and test per experiment)
     top = 0.3 if title else 0  # inches for the title
-    fig, axes = plt.subplots(len(rows), 2, figsize=(TEXT_WIDTH, top + 0.3 + 2.45 * len(rows) + legend), squeeze=False)
-    for (recipe, runs), (ax_loss, ax_acc) in zip(rows.items(), axes):
-        zoom = _zoom(ax_acc, (0.42, 0.2, 0.55, 0.34))
+    fig, axes = plt.subplots(len(rows), 3, figsize=(TEXT_WIDTH, top + 0.3 + 2.3 * len(rows) + legend), squeeze=False)
+    for (recipe, runs), (ax_train, ax_test, ax_acc) in zip(rows.items(), axes):
+        zoom = _zoom(ax_acc, (0.38, 0.18, 0.58, 0.36))
         for i, (name, histories) in enumerate(runs.items()):
             color = COLORS(i)
             x = np.array([r["epoch"] for r in histories[0]])
-            for ax, metric, scale in ((ax_loss, "loss", 1), (ax_acc, "accuracy", 100)):
-                for split, style in (("train", "--"), ("test", "-")):
-                    y = scale * np.array([[r[f"{split}_{metric}"] for r in h] for h in histories])
-                    ax.plot(x, y.mean(0), style, color=color, label=f"{name}, {split}")
-                    ax.fill_between(x, y.min(0), y.max(0), color=color, alpha=0.15 if split == "test" else 0.07, lw=0)
-                    if (split, metric) == ("test", "accuracy"):
-                        late = x >= x[0] + (x[-1] - x[0]) / 2
-                        zoom.plot(x[late], y.mean(0)[late], "-", color=color)
-                        zoom.fill_between(x[late], y.min(0)[late], y.max(0)[late], color=color, alpha=0.15, lw=0)
-        ax_loss.set(xlabel="epoch", ylabel="cross-entropy (log scale)", title=f"{recipe}: loss", yscale="log")
-        ax_acc.set(xlabel="epoch", ylabel="accuracy %", title=f"{recipe}: accuracy (inset: test, zoomed)")
-        for ax in (ax_loss, ax_acc):
+            late = x >= x[0] + (x[-1] - x[0]) / 2
+            for ax, split, metric, scale in ((ax_train, "train", "loss", 1), (ax_test, "test", "loss", 1),
+                                             (ax_acc, "train", "accuracy", 100), (ax_acc, "test", "accuracy", 100)):
+                y = scale * np.array([[r[f"{split}_{metric}"] for r in h] for h in histories])
+                style = "--" if split == "train" else "-"
+                ax.plot(x, y.mean(0), style, color=color, label=f"{name}, {split}")
+                ax.fill_between(x, y.min(0), y.max(0), color=color, alpha=0.15 if split == "test" else 0.07, lw=0)
+                if (split, metric) == ("test", "accuracy"):
+                    zoom.plot(x[late], y.mean(0)[late], "-", color=color)
+                    zoom.fill_between(x[late], y.min(0)[late], y.max(0)[late], color=color, alpha=0.15, lw=0)
+        ax_train.set(xlabel="epoch", ylabel="cross-entropy (log scale)", title=f"{recipe}: train loss", yscale="log")
+        ax_test.set(xlabel="epoch", ylabel="cross-entropy", title=f"{recipe}: test loss")
+        ax_acc.set(xlabel="epoch", ylabel="accuracy %", title=f"{recipe}: accuracy")
+        for ax in (ax_train, ax_test, ax_acc):
             ax.grid(alpha=0.3)
             _epoch_axis(ax, x)
         ax_acc.set_ylim(0, 103)  # one range in every row
         zoom.set_xticks([x[late][0], x[-1]])
     if title:
         fig.suptitle(title)
-    widest = max(axes[:, 1], key=lambda ax: len(ax.get_lines()))  # the row with the most experiments
+    widest = max(axes[:, 2], key=lambda ax: len(ax.get_lines()))  # the row with the most experiments
     fig.legend(*widest.get_legend_handles_labels(), loc="lower center", ncol=2, frameon=False)
     _save(fig, path, rect=(0, legend / fig.get_figheight(), 1, 1))
 
@@ -213,8 +215,8 @@ def latent_scatter(panels: dict[str, tuple["np.ndarray", "np.ndarray"]], path, t
         for digit, m in means.items():
             x, y = box[digit]
             ax.plot([m[0], x], [m[1], y], color="black", lw=0.6, zorder=3)  # the box's line to its dot
-            ax.plot(*m, "o", ms=7, mfc="white", mec="white", zorder=4)  # a halo: the mean stands out from the codes
-            ax.plot(*m, "o", ms=4.5, mfc=COLORS(digit), mec="black", mew=0.8, zorder=4)
+            ax.plot(*m, "o", ms=5.5, mfc="white", mec="white", zorder=4)  # a halo: the mean stands out from the codes
+            ax.plot(*m, "o", ms=3.5, mfc=COLORS(digit), mec="black", mew=0.7, zorder=4)
             ax.text(x, y, str(digit), ha="center", va="center", fontsize=9, weight="bold", color=COLORS(digit),
                     zorder=5, bbox=dict(boxstyle="round,pad=0.15", fc="white", ec=COLORS(digit), lw=0.8))
         ax.set(title=name, xlabel="PC 1 (codes scaled to total spread 1)", ylabel="PC 2", xlim=(lo[0], hi[0]),
