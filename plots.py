@@ -42,7 +42,7 @@ def _epoch_axis(ax, epochs) -> None:
 
 
 def _zoom(ax, bounds=(0.35, 0.22, 0.6, 0.4)):
-    """An inset in `ax` (axes fractions) for the second half of the epochs, with the first and last as ticks."""
+    """An inset in `ax` at `bounds` (axes fractions) for a zoomed view: 3 y-ticks, light grid; the caller plots."""
     zoom = ax.inset_axes(bounds)
     zoom.yaxis.set_major_locator(MaxNLocator(nbins=3))
     zoom.tick_params(pad=1)
