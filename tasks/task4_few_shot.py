@@ -9,7 +9,7 @@ Story: keep the first 100 training images -> for each of 5 seeds (same images; t
 and the batch order change) train Task 2's classifier architecture from scratch with the plain
 recipe (constant learning rate), evaluating on the test set every 2 epochs: loss and accuracy
 against training time, and over-fitting -> the augmented recipe (random affine, long one-cycle
-schedule) and that schedule without augmentation ("schedule only"), evaluated 10 times -> the recipe
+schedule) and that schedule without augmentation ("schedule only"), evaluated 30 times -> the recipe
 with the best validation accuracy (images 50000..59999) is the answer; the test set only reports
 -> figure and results/task4_few_shot.json.
 """
