@@ -42,9 +42,9 @@ def _epoch_axis(ax, epochs) -> None:
 
 
 def _zoom(ax, bounds=(0.35, 0.22, 0.6, 0.4)):
-    """An inset in `ax` at `bounds` (axes fractions) for a zoomed view: 3 y-ticks, light grid; the caller plots."""
+    """An inset in `ax` at `bounds` (axes fractions) for a zoomed view: 3-5 y-ticks, light grid; the caller plots."""
     zoom = ax.inset_axes(bounds)
-    zoom.yaxis.set_major_locator(MaxNLocator(nbins=3))
+    zoom.yaxis.set_major_locator(MaxNLocator(nbins=4, min_n_ticks=3))
     zoom.tick_params(pad=1)
     zoom.grid(alpha=0.3)
     return zoom
@@ -91,7 +91,7 @@ def digit_grid(rows: dict[str, "np.ndarray"], path, per_row: int = 15, title: st
     """Blocks of labelled rows of 28x28 digits, drawn as one image: block b shows digits b*per_row ...
     of every entry of `rows`, one row per entry (2-pixel white gaps); `numbers` (e.g. the digits' test-set
     indices) are written in grey above the block's first row, unlike a digit class. At full text width a digit is about
-    (TEXT_WIDTH - 1.13) / per_row inches wide (9 mm for 15 per row)."""
+    (TEXT_WIDTH - 1.13) / per_row inches wide (7 mm for 20 per row)."""
     rows = {k: np.asarray(v).reshape(-1, 28, 28) for k, v in rows.items()}
     n = len(next(iter(rows.values())))
     inch = (TEXT_WIDTH - 1.13) / (per_row * 30 - 2)  # inches per pixel
@@ -108,7 +108,7 @@ def digit_grid(rows: dict[str, "np.ndarray"], path, per_row: int = 15, title: st
                 canvas[top + 30 * r:top + 30 * r + 28, 30 * c:30 * c + 28] = img
             ax.text(-8, top + 30 * r + 14, label, ha="right", va="center", fontsize=9)
         for c in range(min(per_row, n - start)) if numbers is not None else ():
-            ax.text(30 * c + 14, top - 2, str(numbers[start + c]), ha="center", va="bottom", fontsize=9,
+            ax.text(30 * c + 14, top - 2, str(numbers[start + c]), ha="center", va="bottom", fontsize=8,
                     color="0.4")
     ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.axis("off")
@@ -151,11 +151,13 @@ def mean_band(rows: dict[str, dict[str, list[list[dict]]]], path, title: str | N
             for ax, split, metric, scale in ((ax_train, "train", "loss", 1), (ax_test, "test", "loss", 1),
                                              (ax_acc, "train", "accuracy", 100), (ax_acc, "test", "accuracy", 100)):
                 y = scale * np.array([[r[f"{split}_{metric}"] for r in h] for h in histories])
-                style = "--" if split == "train" else "-"
-                ax.plot(x, y.mean(0), style, color=color, label=f"{name}, {split}")
+                style = "--" if split == "train" else "-"  # and a marker per experiment, not only a colour
+                ax.plot(x, y.mean(0), style, color=color, label=f"{name}, {split}", marker="osD^v"[i], ms=3.5,
+                        mfc="none" if split == "train" else color, markevery=max(1, len(x) // 8))
                 ax.fill_between(x, y.min(0), y.max(0), color=color, alpha=0.15 if split == "test" else 0.07, lw=0)
                 if (split, metric) == ("test", "accuracy"):
-                    zoom.plot(x[late], y.mean(0)[late], "-", color=color)
+                    zoom.plot(x[late], y.mean(0)[late], "-", color=color, marker="osD^v"[i], ms=3,
+                              markevery=max(1, len(x[late]) // 4))
                     zoom.fill_between(x[late], y.min(0)[late], y.max(0)[late], color=color, alpha=0.15, lw=0)
         ax_train.set(xlabel="epoch", ylabel="cross-entropy (log scale)", title=f"{recipe}: train loss", yscale="log")
         ax_test.set(xlabel="epoch", ylabel="cross-entropy", title=f"{recipe}: test loss")
@@ -256,7 +258,7 @@ def study(questions: dict[str, dict], path) -> None:
 def rounds(runs: dict[str, list[list[dict]]], path) -> None:
     """Self-training (extras/semi_supervised.py), mean over seeds per start point: test and validation accuracy
     per round (0: the start model), and the accuracy of the pseudo-labels each round keeps."""
-    fig, axes = plt.subplots(1, 2, figsize=(TEXT_WIDTH, 3.2))
+    fig, axes = plt.subplots(1, 2, figsize=(TEXT_WIDTH, 2.8))
     for i, (name, h) in enumerate(runs.items()):
         for ax, key, style, what in ((axes[0], "test_accuracy", "o-", ", test"),
                                      (axes[0], "val_accuracy", "s--", ", validation"), (axes[1], "pseudo", "o-", "")):
@@ -267,8 +269,8 @@ def rounds(runs: dict[str, list[list[dict]]], path) -> None:
     axes[0].set(xlabel="round (0: the start model)", ylabel="accuracy %", title="Test and validation accuracy")
     axes[1].set(xlabel="round whose model made them", ylabel="pseudo-label accuracy %",
                 title="Accuracy of the pseudo-labels kept")
-    for ax in axes:
+    for ax in axes:  # each panel's own legend, where it hides no curve
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=2, frameon=False)
-    _save(fig, path, rect=(0, 0.14, 1, 1))  # the legend below both panels, clear of the curves
+        ax.legend(loc="best", fontsize=8)
+    _save(fig, path)

@@ -15,7 +15,6 @@ sys.path.insert(0, str(REPO))
 
 from models import MLP, Decoder, Encoder, count_parameters  # noqa: E402
 from train import Parser, UserError, load_results, run, write_whole  # noqa: E402
-from tune import EXPLORATION  # noqa: E402
 
 TASKS = ("task1_autoencoder", "task2_classifier", "task3_classifier_decoding", "task4_few_shot", "task5_transfer_learning")
 EXTRAS = ("latent_sweep", "q2_equivariance", "semi_supervised")
@@ -34,8 +33,7 @@ def write_architecture(results: Path) -> None:
         "encoder": {"latent_dim": enc.latent_dim, "channels": list(enc.channels), "parameters": count_parameters(enc)},
         "decoder": {"parameters": count_parameters(Decoder(enc.latent_dim))},
         "mlp": {"hidden": mlp.hidden, "dropout": mlp.net[2].p, "parameters": count_parameters(mlp)},
-        "classifier_parameters": count_parameters(enc) + count_parameters(mlp),
-        "fc_test_variants": EXPLORATION}, indent=2)  # Task 1's FC test in tune.py: each variant's Encoder arguments
+        "classifier_parameters": count_parameters(enc) + count_parameters(mlp)}, indent=2)
     write_whole(results / "architecture.json", lambda tmp: tmp.write_text(text + "\n"))
 
 
