@@ -28,7 +28,7 @@ class Recipe:
 # one-cycle schedule of the augmented recipe. replace(AUGMENTED, augment=False), "schedule only", tells
 # the two parts of the augmented recipe's gain apart.
 PLAIN = Recipe()
-AUGMENTED = Recipe(augment=True, epochs=150, lr=0.001, schedule="onecycle")
+AUGMENTED = Recipe(augment=True, epochs=338, lr=0.001, schedule="onecycle")
 
 
 def curve_every(recipe: Recipe) -> int:
