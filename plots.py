@@ -29,15 +29,16 @@ def _save(fig, path, rect: tuple | None = (0, 0, 1, 1)) -> None:
     plt.close(fig)
 
 
-def _epoch_axis(ax, epochs) -> None:
-    """Integer epoch ticks that include the last epoch; where the curves are evaluated every k >= 5 epochs, the
-    ticks sit on evaluated epochs (multiples of k)."""
+def _epoch_axis(ax, epochs, nbins: int = 8) -> None:
+    """Integer epoch ticks (about `nbins`) that include the last epoch; where the curves are evaluated every k >= 5
+    epochs, the ticks sit on evaluated epochs (multiples of k)."""
     epochs = [int(e) for e in epochs]
     last = max(epochs)
     k = epochs[1] - epochs[0] if len(epochs) > 1 else 1
     unit = k if k >= 5 and all(e % k == 0 for e in epochs) else 1
-    ticks = [unit * t for t in MaxNLocator(integer=True, nbins=8, steps=[1, 2, 5, 10]).tick_values(1, last / unit)
-             if 1 <= unit * t <= last - 0.08 * (last - 1)]  # none so close to the last that their labels would touch
+    gap = 0.6 / nbins  # no tick so close to the last that their labels would touch
+    ticks = [unit * t for t in MaxNLocator(integer=True, nbins=nbins, steps=[1, 2, 5, 10]).tick_values(1, last / unit)
+             if 1 <= unit * t <= last - gap * (last - 1)]
     ax.set_xticks(sorted(set(ticks) | {last}))
 
 
@@ -145,6 +146,7 @@ def mean_band(rows: dict[str, dict[str, list[list[dict]]]], path, title: str | N
     fig, axes = plt.subplots(len(rows), 3, figsize=(TEXT_WIDTH, top + 0.3 + 2.3 * len(rows) + legend), squeeze=False)
     for (recipe, runs), (ax_train, ax_test, ax_acc) in zip(rows.items(), axes):
         zoom = _zoom(ax_acc, (0.38, 0.18, 0.58, 0.36))
+        first_test = later_test = 0.0  # the highest test loss (band included) at the first evaluation and later
         for i, (name, histories) in enumerate(runs.items()):
             color = COLORS(i)
             x = np.array([r["epoch"] for r in histories[0]])
@@ -156,6 +158,8 @@ def mean_band(rows: dict[str, dict[str, list[list[dict]]]], path, title: str | N
                 ax.plot(x, y.mean(0), style, color=color, label=f"{name}, {split}", marker="osD^v"[i], ms=3.5,
                         mfc="none" if split == "train" else color, markevery=max(1, len(x) // 8))
                 ax.fill_between(x, y.min(0), y.max(0), color=color, alpha=0.15 if split == "test" else 0.07, lw=0)
+                if (split, metric) == ("test", "loss"):
+                    first_test, later_test = max(first_test, y.max(0)[0]), max(later_test, y.max(0)[1:].max())
                 if (split, metric) == ("test", "accuracy"):
                     zoom.plot(x[late], y.mean(0)[late], "-", color=color, marker="osD^v"[i], ms=3,
                               markevery=max(1, len(x[late]) // 4))
@@ -165,7 +169,11 @@ def mean_band(rows: dict[str, dict[str, list[list[dict]]]], path, title: str | N
         ax_acc.set(xlabel="epoch", ylabel="accuracy %", title=f"{recipe}: accuracy")
         for ax in (ax_train, ax_test, ax_acc):
             ax.grid(alpha=0.3)
-            _epoch_axis(ax, x)
+            _epoch_axis(ax, x, nbins=4)
+        if first_test > 2 * later_test:  # the first evaluation would squash the rest: cut the axis above the rest
+            ax_test.set_ylim(top=1.15 * later_test)
+            ax_test.annotate(f"off the axis: up to {first_test:.1f}\nat epoch {x[0]}", (0.97, 0.95), xycoords="axes fraction",
+                             ha="right", va="top", fontsize=8)
         ax_acc.set_ylim(0, 103)  # one range in every row
         zoom.set_xticks([x[late][0], x[-1]])
     if title:
