@@ -92,7 +92,7 @@ def digit_grid(rows: dict[str, "np.ndarray"], path, per_row: int = 15, title: st
     """Blocks of labelled rows of 28x28 digits, drawn as one image: block b shows digits b*per_row ...
     of every entry of `rows`, one row per entry (2-pixel white gaps); `numbers` (e.g. the digits' test-set
     indices) are written in grey above the block's first row, unlike a digit class. At full text width a digit is about
-    (TEXT_WIDTH - 1.13) / per_row inches wide (7 mm for 20 per row)."""
+    (TEXT_WIDTH - 1.13) / per_row inches wide (7.6 mm for 18 per row)."""
     rows = {k: np.asarray(v).reshape(-1, 28, 28) for k, v in rows.items()}
     n = len(next(iter(rows.values())))
     inch = (TEXT_WIDTH - 1.13) / (per_row * 30 - 2)  # inches per pixel
@@ -108,7 +108,7 @@ def digit_grid(rows: dict[str, "np.ndarray"], path, per_row: int = 15, title: st
             for c, img in enumerate(imgs[start:start + per_row]):
                 canvas[top + 30 * r:top + 30 * r + 28, 30 * c:30 * c + 28] = img
             ax.text(-8, top + 30 * r + 14, label, ha="right", va="center", fontsize=9)
-        size = 9 if per_row <= 15 else 8  # 8 pt: three-digit numbers stay apart at 20 per row
+        size = 9 if per_row <= 15 else 8  # 8 pt: three-digit numbers stay apart at 18 per row
         for c in range(min(per_row, n - start)) if numbers is not None else ():
             ax.text(30 * c + 14, top - 2, str(numbers[start + c]), ha="center", va="bottom", fontsize=size,
                     color="0.4")

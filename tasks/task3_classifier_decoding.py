@@ -95,12 +95,12 @@ def main(argv=None):
     print(f"test L1: classifier-decoder {final['test_l1']:.4f}, control decoder on the AE codes "
           f"{final['control_ae_encoder_test_l1']:.4f}, Task 1 AE {final['task1_ae_test_l1']:.4f}")
 
-    # Figures: 40 digits (the first 4 of each class; 5 classes per row), per-class L1, the two latent spaces
-    show = torch.cat([torch.nonzero(y_te == c).flatten()[:4] for c in range(10)])
+    # Figures: 60 digits (the first 6 of each class; 3 classes per row), per-class L1, the two latent spaces
+    show = torch.cat([torch.nonzero(y_te == c).flatten()[:6] for c in range(10)])
     final["digits_shown"] = show.tolist()  # their test-set indices
     plots.digit_grid({"input": x_te[show], "AE (Task 1)": recon["autoencoder"][show],
                       "classifier enc.\n+ decoder": recon["classifier_decoder"][show]},
-                     out / "figures" / f"{NAME}_digits.png", per_row=len(show) // 2, numbers=show.tolist())
+                     out / "figures" / f"{NAME}_digits.png", per_row=18, numbers=show.tolist())
     plots.bars({"autoencoder (Task 1)": final["per_class_test_l1"]["autoencoder"],
                 "classifier encoder + decoder": final["per_class_test_l1"]["classifier_decoder"]},
                [str(c) for c in range(10)], out / "figures" / f"{NAME}_per_class_l1.png",
