@@ -159,7 +159,7 @@ def mean_band(rows: dict[str, dict[str, list[list[dict]]]], path, title: str | N
                         mfc="none" if split == "train" else color, markevery=max(1, len(x) // 8))
                 ax.fill_between(x, y.min(0), y.max(0), color=color, alpha=0.15 if split == "test" else 0.07, lw=0)
                 if (split, metric) == ("test", "loss"):
-                    first_test, later_test = max(first_test, y.max(0)[0]), max(later_test, y.max(0)[1:].max())
+                    first_test, later_test = max(first_test, y.max(0)[0]), max(later_test, y.max(0)[1:].max(initial=0))
                 if (split, metric) == ("test", "accuracy"):
                     zoom.plot(x[late], y.mean(0)[late], "-", color=color, marker="osD^v"[i], ms=3,
                               markevery=max(1, len(x[late]) // 4))
@@ -170,7 +170,7 @@ def mean_band(rows: dict[str, dict[str, list[list[dict]]]], path, title: str | N
         for ax in (ax_train, ax_test, ax_acc):
             ax.grid(alpha=0.3)
             _epoch_axis(ax, x, nbins=4)
-        if first_test > 2 * later_test:  # the first evaluation would squash the rest: cut the axis above the rest
+        if 0 < 2 * later_test < first_test:  # the first evaluation would squash the rest: cut the axis above the rest
             ax_test.set_ylim(top=1.15 * later_test)
             ax_test.annotate(f"off the axis: up to {first_test:.1f}\nat epoch {x[0]}", (0.97, 0.95), xycoords="axes fraction",
                              ha="right", va="top", fontsize=8)
