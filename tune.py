@@ -30,7 +30,7 @@ One-cycle: the learning rate schedule depends on the run's length, so the first 
 8-epoch run are not a 4-epoch run. Every epoch count is therefore its own run; runs are reused only
 where their settings are equal.
 
-    python tune.py           # about 50 minutes on 2 cores: results/tuning.json, figures/tuning*.png
+    python tune.py           # about an hour on 2 cores: results/tuning.json, figures/tuning*.png
 """
 import math
 import time
