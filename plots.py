@@ -66,7 +66,7 @@ def history_curves(history: list[dict], path, title: str, loss_name: str = "loss
     for ax, (metric, scale, ylabel) in zip(axes[0], panels):
         zoom = _zoom(ax) if metric == "accuracy" and len(late) > 1 else None  # the last points differ by tenths
         for split, style, mfc, name in (("train", "o-", None, "train (10,000 images)"), ("test", "s-", "none", "test")):
-            y = [scale * r[f"{split}_{metric}"] for r in history]  # test: see-through squares, so neither hides the other
+            y = [scale * r[f"{split}_{metric}"] for r in history]  # test: see-through squares, neither hides the other
             ax.plot(epochs, y, style, ms=3.5, mfc=mfc, label=name)
             if zoom is not None:
                 zoom.plot([epochs[i] for i in late], [y[i] for i in late], style, ms=3.5, mfc=mfc)
@@ -172,8 +172,8 @@ def mean_band(rows: dict[str, dict[str, list[list[dict]]]], path, title: str | N
             _epoch_axis(ax, x, nbins=4)
         if 0 < 2 * later_test < first_test:  # the first evaluation would squash the rest: cut the axis above the rest
             ax_test.set_ylim(top=1.15 * later_test)
-            ax_test.annotate(f"off the axis: up to {first_test:.1f}\nat epoch {x[0]}", (0.97, 0.95), xycoords="axes fraction",
-                             ha="right", va="top", fontsize=8)
+            ax_test.annotate(f"off the axis: up to {first_test:.1f}\nat epoch {x[0]}", (0.97, 0.95),
+                             xycoords="axes fraction", ha="right", va="top", fontsize=8)
         ax_acc.set_ylim(0, 103)  # one range in every row
         zoom.set_xticks([x[late][0], x[-1]])
     if title:

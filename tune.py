@@ -290,8 +290,8 @@ def main(argv=None):
         return rows[key]
 
     quick_epochs = (2, 4) if args.quick else None
-    lr = ask("plain.lr", (3e-4, 1e-3, 3e-3, 1e-2, 3e-2), lambda lr: schedule("plain", fewshot.PLAIN, 4 if args.quick else 30, lr),
-             "val_accuracy_mean")["setting"]["lr"]
+    lr = ask("plain.lr", (3e-4, 1e-3, 3e-3, 1e-2, 3e-2),
+             lambda lr: schedule("plain", fewshot.PLAIN, 4 if args.quick else 30, lr), "val_accuracy_mean")["setting"]["lr"]
     ask("plain.epochs", quick_epochs or (15, 30, 60), lambda e: schedule("plain", fewshot.PLAIN, e, lr),
         "val_accuracy_mean")
     lr = ask("augmented.lr", (1e-4, 3e-4, 1e-3, 3e-3, 1e-2), lambda lr: schedule("augmented", fewshot.AUGMENTED,
