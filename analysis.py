@@ -119,14 +119,6 @@ def within_class_pixel_std(images: torch.Tensor, labels: torch.Tensor) -> float:
     return sum(images[labels == c].std(0).mean().item() for c in range(10)) / 10
 
 
-def pca_2d(z: torch.Tensor) -> torch.Tensor:
-    """The codes on their first two principal components, scaled like latent_geometry (total spread 1)."""
-    zc = z - z.mean(0)
-    zc = zc / zc.pow(2).sum(1).mean().sqrt()
-    _, _, v = torch.linalg.svd(zc, full_matrices=False)
-    return zc @ v[:2].T
-
-
 def pseudo_label_report(pseudo: torch.Tensor, kept: torch.Tensor, truth: torch.Tensor) -> dict:
     """How many pseudo-labels were kept and how many of them are right, overall and per true class."""
     right = pseudo == truth

@@ -137,36 +137,33 @@ def bars(groups: dict[str, list[float]], labels: list[str], path, ylabel: str, t
 
 def mean_band(rows: dict[str, dict[str, list[list[dict]]]], path, title: str | None = None) -> None:
     """One row of three panels per recipe: training loss (log axis: it falls by decades), test loss (linear: a
-    rise shows) and accuracy (train dashed, test solid, with an inset that zooms into the test accuracy over the
-    second half of the epochs). Every experiment (a list of per-seed histories) is drawn as its mean curve and
-    min-max band over seeds against the epoch; one accuracy range in every row, one legend below all panels."""
-    most = max(len(runs) for runs in rows.values())
-    legend = 0.2 * math.ceil(2 * most / 2) + 0.15  # inches: two columns of entries (train and test per experiment)
+    rise shows) and test accuracy (with an inset that zooms into the second half of the epochs). Every experiment
+    (a list of per-seed histories) is drawn as its mean curve and min-max band over seeds against the epoch, with
+    its own colour and marker; one accuracy range in every row, one legend below all panels."""
+    names = list(dict.fromkeys(name for runs in rows.values() for name in runs))  # every experiment, in order
+    legend = 0.2 * math.ceil(len(names) / 2) + 0.15  # inches: two columns of entries
     top = 0.3 if title else 0  # inches for the title
     fig, axes = plt.subplots(len(rows), 3, figsize=(TEXT_WIDTH, top + 0.3 + 2.3 * len(rows) + legend), squeeze=False)
     for (recipe, runs), (ax_train, ax_test, ax_acc) in zip(rows.items(), axes):
         zoom = _zoom(ax_acc, (0.38, 0.18, 0.58, 0.36))
         first_test = later_test = 0.0  # the highest test loss (band included) at the first evaluation and later
-        for i, (name, histories) in enumerate(runs.items()):
-            color = COLORS(i)
+        for name, histories in runs.items():
+            i = names.index(name)
+            style = dict(color=COLORS(i), marker="osD^v"[i], ms=3.5, label=name)
             x = np.array([r["epoch"] for r in histories[0]])
             late = x >= x[0] + (x[-1] - x[0]) / 2
-            for ax, split, metric, scale in ((ax_train, "train", "loss", 1), (ax_test, "test", "loss", 1),
-                                             (ax_acc, "train", "accuracy", 100), (ax_acc, "test", "accuracy", 100)):
-                y = scale * np.array([[r[f"{split}_{metric}"] for r in h] for h in histories])
-                style = "--" if split == "train" else "-"  # and a marker per experiment, not only a colour
-                ax.plot(x, y.mean(0), style, color=color, label=f"{name}, {split}", marker="osD^v"[i], ms=3.5,
-                        mfc="none" if split == "train" else color, markevery=max(1, len(x) // 8))
-                ax.fill_between(x, y.min(0), y.max(0), color=color, alpha=0.15 if split == "test" else 0.07, lw=0)
-                if (split, metric) == ("test", "loss"):
+            for ax, key, scale in ((ax_train, "train_loss", 1), (ax_test, "test_loss", 1), (ax_acc, "test_accuracy", 100)):
+                y = scale * np.array([[r[key] for r in h] for h in histories])
+                ax.plot(x, y.mean(0), "-", markevery=max(1, len(x) // 8), **style)
+                ax.fill_between(x, y.min(0), y.max(0), color=COLORS(i), alpha=0.25, lw=0)
+                if key == "test_loss":
                     first_test, later_test = max(first_test, y.max(0)[0]), max(later_test, y.max(0)[1:].max(initial=0))
-                if (split, metric) == ("test", "accuracy"):
-                    zoom.plot(x[late], y.mean(0)[late], "-", color=color, marker="osD^v"[i], ms=3,
-                              markevery=max(1, len(x[late]) // 4))
-                    zoom.fill_between(x[late], y.min(0)[late], y.max(0)[late], color=color, alpha=0.15, lw=0)
+                if key == "test_accuracy":
+                    zoom.plot(x[late], y.mean(0)[late], "-", markevery=max(1, len(x[late]) // 4), **style)
+                    zoom.fill_between(x[late], y.min(0)[late], y.max(0)[late], color=COLORS(i), alpha=0.25, lw=0)
         ax_train.set(xlabel="epoch", ylabel="cross-entropy (log scale)", title=f"{recipe}: train loss", yscale="log")
         ax_test.set(xlabel="epoch", ylabel="cross-entropy", title=f"{recipe}: test loss")
-        ax_acc.set(xlabel="epoch", ylabel="accuracy %", title=f"{recipe}: accuracy")
+        ax_acc.set(xlabel="epoch", ylabel="test accuracy %", title=f"{recipe}: test accuracy")
         for ax in (ax_train, ax_test, ax_acc):
             ax.grid(alpha=0.3)
             _epoch_axis(ax, x, nbins=4)
@@ -174,68 +171,32 @@ def mean_band(rows: dict[str, dict[str, list[list[dict]]]], path, title: str | N
             ax_test.set_ylim(top=1.15 * later_test)
             ax_test.annotate(f"off the axis: up to {first_test:.1f}\nat epoch {x[0]}", (0.97, 0.95),
                              xycoords="axes fraction", ha="right", va="top", fontsize=8)
-        ax_acc.set_ylim(0, 103)  # one range in every row
+        ax_acc.set_ylim(0, 100)  # one range in every row
         zoom.set_xticks([x[late][0], x[-1]])
     if title:
         fig.suptitle(title)
-    widest = max(axes[:, 2], key=lambda ax: len(ax.get_lines()))  # the row with the most experiments
-    fig.legend(*widest.get_legend_handles_labels(), loc="lower center", ncol=2, frameon=False)
+    handles = {h.get_label(): h for ax in axes[:, 2] for h in ax.get_legend_handles_labels()[0]}
+    fig.legend([handles[n] for n in names], names, loc="lower center", ncol=2, frameon=False)
     _save(fig, path, rect=(0, legend / fig.get_figheight(), 1, 1))
 
 
-def _crosses(a, b, c, d) -> bool:
-    """Whether the segments a-b and c-d cross (2-D points)."""
-    side = lambda p, q, r: np.sign((q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0]))  # noqa: E731
-    return side(a, b, c) * side(a, b, d) < 0 and side(c, d, a) * side(c, d, b) < 0
-
-
-def latent_scatter(panels: dict[str, tuple["np.ndarray", "np.ndarray"]], path, title: str | None = None) -> None:
-    """Side-by-side 2-D scatter plots on one shared scale (e.g. PCA of latent codes, each scaled to total
-    spread 1), 5,000 random points coloured by digit and drawn in a random order (no class hides under
-    another); each class's mean is a black-edged dot, joined by a thin line to its digit in a white box. A box
-    goes to the free spot nearest its dot (one that covers no point, no class mean and no other box); then two
-    boxes whose lines cross swap spots, which shortens the lines, until no lines cross."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(TEXT_WIDTH, 3.3 if title else 3.0), squeeze=False,
-                             sharex=True, sharey=True)
-    lo = np.min([xy.min(0) for xy, _ in panels.values()], axis=0)
-    hi = np.max([xy.max(0) for xy, _ in panels.values()], axis=0)
-    lo, hi = lo - 0.12 * (hi - lo), hi + 0.12 * (hi - lo)  # a free margin around the points, for the boxes
-    half = 0.028 * (hi - lo)  # a box's half width and half height, in data units (a 9-pt digit and its frame)
-    grid = np.stack(np.meshgrid(np.linspace(lo[0] + half[0], hi[0] - half[0], 80),
-                                np.linspace(lo[1] + half[1], hi[1] - half[1], 80)), -1).reshape(-1, 2)
-    for ax, (name, (xy, labels)) in zip(axes[0], panels.items()):
-        order = np.random.default_rng(0).permutation(len(labels))[:5000]
-        ax.scatter(xy[order, 0], xy[order, 1], s=2, alpha=0.35, c=[COLORS(d) for d in labels[order]], rasterized=True)
-        means = {d: xy[labels == d].mean(0) for d in range(10) if (labels == d).any()}
-        taken = np.concatenate([xy[order], np.array(list(means.values()))])  # what a box may not cover
-
-        def free(spots, obstacles, pad):  # spots whose box keeps `pad` boxes' size from every obstacle
-            d = np.abs(spots[:, None, :] - obstacles[None, :, :]) / half
-            return ~((d < pad).all(-1)).any(1)
-        spots, box = grid[free(grid, taken, 1.3)], {}
-        for digit, m in means.items():
-            box[digit] = spots[np.argmin(((spots - m) / half) ** 2 @ np.ones(2))]
-            spots = spots[free(spots, box[digit][None], 2.2)]  # no later box on this one
-        crossing = True
-        while crossing:  # ends: every swap makes the lines' total length strictly shorter
-            crossing = False
-            for a in means:
-                for b in means:
-                    if a < b and _crosses(means[a], box[a], means[b], box[b]):
-                        box[a], box[b], crossing = box[b], box[a], True
-        for digit, m in means.items():
-            x, y = box[digit]
-            ax.plot([m[0], x], [m[1], y], color="black", lw=0.6, zorder=3)  # the box's line to its dot
-            ax.plot(*m, "o", ms=5.5, mfc="white", mec="white", zorder=4)  # a halo: the mean stands out from the codes
-            ax.plot(*m, "o", ms=3.5, mfc=COLORS(digit), mec="black", mew=0.7, zorder=4)
-            ax.text(x, y, str(digit), ha="center", va="center", fontsize=9, weight="bold", color=COLORS(digit),
-                    zorder=5, bbox=dict(boxstyle="round,pad=0.15", fc="white", ec=COLORS(digit), lw=0.8))
-        ax.set(title=name, xlabel="PC 1 (codes scaled to total spread 1)", ylabel="PC 2", xlim=(lo[0], hi[0]),
-               ylim=(lo[1], hi[1]))
-        ax.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title + " (dot: class mean, joined to its boxed digit)")
-    _save(fig, path)
+def distance_maps(panels: dict[str, list[list[float]]], path) -> None:
+    """Side-by-side 10 x 10 maps of the distances between class means (one shared colour scale, each value written
+    in its cell), e.g. of latent codes scaled to total spread 1."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(TEXT_WIDTH, 3.0), squeeze=False, layout="constrained")
+    top = max(max(max(row) for row in d) for d in panels.values())
+    for ax, (name, d) in zip(axes[0], panels.items()):
+        d = np.array(d)
+        image = ax.imshow(d, cmap="viridis", vmin=0, vmax=top)
+        for i in range(len(d)):
+            for j in range(len(d)):
+                if i != j:  # dark text on light cells, light on dark
+                    ax.text(j, i, f"{d[i, j]:.1f}", ha="center", va="center", fontsize=8,
+                            color="black" if d[i, j] > 0.6 * top else "white")
+        ax.set(title=name, xticks=range(len(d)), yticks=range(len(d)), xlabel="digit", ylabel="digit")
+        ax.tick_params(length=0)
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.85, label="distance between class means")
+    _save(fig, path, rect=None)
 
 
 def study(questions: dict[str, dict], path) -> None:

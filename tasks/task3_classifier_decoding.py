@@ -10,8 +10,10 @@ Story: load Task 2's classifier and Task 1's autoencoder -> encode every trainin
 once with the frozen classifier encoder (eval mode) -> train a Decoder of Task 1's architecture on
 those codes -> check the encoder is bit-identical to the checkpoint -> control: the same decoder
 training on the codes of Task 1's encoder, which splits the gap to Task 1 into "another latent
-space" and "decoder trained jointly" -> compare the two latent spaces (per-class L1, geometry,
-probes, style R^2) -> figures and results/task3_classifier_decoding.json.
+space" and "decoder trained jointly" -> a second control: a classifier trained with Task 1's epochs,
+batch and learning rate, no augmentation and no dropout (its encoder differs from Task 1's only in
+the objective), frozen and decoded the same way -> compare the latent spaces (per-class L1,
+class-mean distances, probes, style R^2) -> figures and results/task3_classifier_decoding.json.
 """
 import sys
 import time
@@ -24,10 +26,11 @@ import torch.nn.functional as F
 from torch import nn
 
 import plots
-from analysis import apply_batched, latent_geometry, pca_2d, per_class, style_measures, style_r2, within_class_pixel_std
+from analysis import apply_batched, latent_geometry, per_class, style_measures, style_r2, within_class_pixel_std
 from data import load_splits
-from models import Decoder, load_pretrained
-from train import evaluate, fit, parser, pick_device, prepare_out_dir, run, save_checkpoint, save_results, seed_everything
+from models import MLP, Decoder, Encoder, load_pretrained
+from train import (evaluate, fit, load_results, parser, pick_device, prepare_out_dir, run, save_checkpoint, save_results,
+                   seed_everything)
 
 NAME = "task3_classifier_decoding"
 
@@ -51,6 +54,19 @@ def train_decoder(args, codes, images, device, label: str):
     return decoder, history
 
 
+def train_objective_control(args, ae_config: dict, ae_encoder: Encoder, hidden: int, train, test, device):
+    """The objective control: Encoder + MLP trained with cross-entropy but with Task 1's epochs, batch size and
+    peak learning rate, no shift augmentation and no dropout, so that its encoder differs from Task 1's only in
+    the objective (and the head it feeds). Returns the classifier and its history."""
+    generator = seed_everything(args.seed)
+    d = ae_encoder.latent_dim
+    model = nn.Sequential(Encoder(d, ae_encoder.channels), MLP(d, hidden, dropout=0.0))
+    history = fit(model, train, test, loss_fn=F.cross_entropy, epochs=ae_config["epochs"],
+                  batch_size=ae_config["batch_size"], lr=ae_config["lr"], device=device, generator=generator,
+                  schedule="onecycle", label="control: classifier with Task 1's settings ")
+    return model, history
+
+
 def main(argv=None):
     args = parse_args(argv)
     device, out, started = pick_device(args.device), prepare_out_dir(args), time.perf_counter()
@@ -58,6 +74,8 @@ def main(argv=None):
                           "run python tasks/task2_classifier.py first (about 1 minute)")
     ae = load_pretrained(out / "checkpoints" / "task1_autoencoder.pt",
                          "run python tasks/task1_autoencoder.py first (about 5 minutes)")
+    ae_config = load_results(out / "results" / "task1_autoencoder.json",
+                             "run python tasks/task1_autoencoder.py first (about 5 minutes)")["config"]
     (x_tr, y_tr), (x_te, y_te) = load_splits(args.data_dir, args.quick)
 
     # The frozen encoders' codes, computed once (eval mode: BatchNorm's running statistics, no gradients)
@@ -68,6 +86,14 @@ def main(argv=None):
     # Task 3: a fresh decoder on the classifier's codes; the control: the same training on the AE's codes
     decoder, history = train_decoder(args, codes["classifier"], (x_tr, x_te), device, "classifier-decoder ")
     _, control_history = train_decoder(args, codes["autoencoder"], (x_tr, x_te), device, "control: AE-code decoder ")
+    # The objective control: train a classifier like Task 1's AE, then freeze and decode it the same way
+    objective, objective_history = train_objective_control(args, ae_config, ae["encoder"], clf["mlp"].hidden,
+                                                           (x_tr, y_tr), (x_te, y_te), device)
+    encoders["objective_control"] = objective[0]
+    before["objective_control"] = {n: t.detach().cpu().clone() for n, t in objective[0].state_dict().items()}
+    codes["objective_control"] = (apply_batched(objective[0], x_tr, device), apply_batched(objective[0], x_te, device))
+    _, objective_decoder_history = train_decoder(args, codes["objective_control"], (x_tr, x_te), device,
+                                                 "control: objective-control decoder ")
     for k, e in encoders.items():  # frozen means bit-identical, BatchNorm statistics included (compared on the CPU)
         if not all(torch.equal(v, e.state_dict()[n].cpu()) for n, v in before[k].items()):
             raise RuntimeError(f"the frozen {k} encoder changed")  # a bug, not a user error
@@ -86,6 +112,9 @@ def main(argv=None):
         "task1_ae_test_l1": evaluate(nn.Sequential(ae["encoder"], ae["decoder"]), (x_te, x_te), F.l1_loss,
                                      device)["loss"],
         "control_ae_encoder_test_l1": control_history[-1]["test_loss"],
+        "objective_control": {"settings": {k: ae_config[k] for k in ("epochs", "batch_size", "lr")},
+                              "augment_shift": 0, "dropout": 0.0, "test_accuracy": objective_history[-1]["test_accuracy"],
+                              "decoder_test_l1": objective_decoder_history[-1]["test_loss"]},
         "per_class_test_l1": {k: per_class(v, y_te) for k, v in l1_per_image.items()},
         "latent": {k: latent_geometry(ztr, y_tr, zte, y_te, args.seed) for k, (ztr, zte) in codes.items()},
         "within_class_pixel_std": {"test_digits": within_class_pixel_std(x_te, y_te)}
@@ -93,9 +122,10 @@ def main(argv=None):
         "style_r2": {k: style_r2(ztr, style_train, zte, style_test) for k, (ztr, zte) in codes.items()},
     }
     print(f"test L1: classifier-decoder {final['test_l1']:.4f}, control decoder on the AE codes "
-          f"{final['control_ae_encoder_test_l1']:.4f}, Task 1 AE {final['task1_ae_test_l1']:.4f}")
+          f"{final['control_ae_encoder_test_l1']:.4f}, on the objective control's codes "
+          f"{final['objective_control']['decoder_test_l1']:.4f}, Task 1 AE {final['task1_ae_test_l1']:.4f}")
 
-    # Figures: 60 digits (the first 6 of each class; 3 classes per row), per-class L1, the two latent spaces
+    # Figures: 60 digits (the first 6 of each class; 3 classes per row), per-class L1, class-mean distances
     show = torch.cat([torch.nonzero(y_te == c).flatten()[:6] for c in range(10)])
     final["digits_shown"] = show.tolist()  # their test-set indices
     plots.digit_grid({"input": x_te[show], "AE (Task 1)": recon["autoencoder"][show],
@@ -105,14 +135,12 @@ def main(argv=None):
                 "classifier encoder + decoder": final["per_class_test_l1"]["classifier_decoder"]},
                [str(c) for c in range(10)], out / "figures" / f"{NAME}_per_class_l1.png",
                "test mean L1", "Per-class test L1 of the two reconstructions", xlabel="digit class")
-    ratio = {k: final["latent"][k]["separation_to_spread_ratio"] for k in codes}
-    plots.latent_scatter({f"Task 1 autoencoder (ratio {ratio['autoencoder']:.2f})":
-                          (pca_2d(codes["autoencoder"][1]).numpy(), y_te.numpy()),
-                          f"Task 2 classifier (ratio {ratio['classifier']:.2f})":
-                          (pca_2d(codes["classifier"][1]).numpy(), y_te.numpy())},
-                         out / "figures" / f"{NAME}_latent_pca.png")  # described by the report's caption
+    plots.distance_maps({"Task 1 autoencoder": final["latent"]["autoencoder"]["class_mean_distances"],
+                         "Task 2 classifier": final["latent"]["classifier"]["class_mean_distances"]},
+                        out / "figures" / f"{NAME}_class_mean_distances.png")
     save_results(out / "results" / f"{NAME}.json", args, device, started, history=history,
-                 control_history=control_history, final=final)
+                 control_history=control_history, objective_control_history={
+                     "classifier": objective_history, "decoder": objective_decoder_history}, final=final)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import task2_classifier
 import task3_classifier_decoding
 import task4_few_shot
 import task5_transfer_learning
-from analysis import latent_geometry, pca_2d
+from analysis import latent_geometry
 from conftest import synthetic_digits
 from models import MLP, Decoder, Encoder
 from train import UserError, evaluate, fit, save_checkpoint, seed_everything
@@ -309,24 +309,6 @@ def test_probes_are_fitted_on_training_codes_only():
     assert planted["nearest_class_mean_accuracy"] > 0.98 and planted["linear_probe_accuracy"] > 0.98
 
 
-def test_pca_2d_keeps_the_two_largest_variance_directions_largest_first():
-    """Catches components in the wrong order, the wrong directions, or an uncentred projection."""
-    g = torch.Generator().manual_seed(0)
-    q, _ = torch.linalg.qr(torch.randn(12, 12, generator=g))
-    u, v = q[:, 0], q[:, 1]
-    a, b = torch.randn(4000, 1, generator=g), torch.randn(4000, 1, generator=g)
-    z = 2 * b * v + 5 * a * u + 0.1 * torch.randn(4000, 12, generator=g) + 7.0  # an offset: centring matters
-    p = pca_2d(z)
-    assert p.shape == (4000, 2) and p.mean(0).abs().max() < 1e-3
-    total = 25 + 4 + 12 * 0.01  # scaled to total spread 1 (the sum of the variances)
-    assert p[:, 0].var().item() == pytest.approx(25 / total, rel=0.1) and p[:, 1].var().item() == pytest.approx(4 / total, rel=0.1)
-    zc = z - z.mean(0)
-    for col, true in ((p[:, 0], u), (p[:, 1], v)):
-        recovered = zc.T @ col  # proportional to the component's direction
-        assert abs(F.cosine_similarity(recovered, true, dim=0).item()) > 0.999
-
-
-# ----------------------------------------------------------------------------- 11. the flags
 def _bad_flags():
     training = ["task1_autoencoder", "task2_classifier", "task3_classifier_decoding", "task4_few_shot",
                 "task5_transfer_learning", "latent_sweep"]

@@ -85,6 +85,26 @@ def test_task3_trains_only_a_decoder_on_the_frozen_classifier_encoders_codes(cha
     assert result["encoder_unchanged"] is True
 
 
+def test_task3_objective_control_differs_from_task1_only_in_the_objective(chain, mnist_root):
+    """The second control: a classifier with Task 1's epochs, batch and lr, no augmentation and no dropout,
+    then a decoder trained on its frozen encoder's codes like the classifier-decoder."""
+    out, _ = chain
+    calls = FIT_CALLS["task3_classifier_decoding"]
+    clf, dec = calls[2], calls[3]
+    t1 = FIT_CALLS["task1_autoencoder"][0]["kwargs"]
+    encoder, head = clf["model"]
+    assert isinstance(encoder, Encoder) and isinstance(head, MLP)
+    assert all(m.p == 0 for m in head.modules() if isinstance(m, nn.Dropout))
+    assert clf["kwargs"]["loss_fn"] is F.cross_entropy and clf["kwargs"].get("augment") is None
+    assert {k: clf["kwargs"][k] for k in ("epochs", "batch_size", "lr", "schedule")} == \
+        {k: t1[k] for k in ("epochs", "batch_size", "lr", "schedule")}
+    assert isinstance(dec["model"], Decoder) and dec["kwargs"]["loss_fn"] is F.l1_loss
+    x, _ = load_mnist(mnist_root, train=True)
+    assert torch.allclose(dec["x"], apply_batched(encoder.cpu(), x, CPU), atol=1e-6)  # its frozen codes, eval mode
+    result = json.loads((out / "results" / "task3_classifier_decoding.json").read_text())["final"]
+    assert result["objective_control"]["decoder_test_l1"] > 0
+
+
 def test_task3_detects_a_change_of_the_frozen_encoder(mnist_root, tmp_path, chain, monkeypatch):
     """Frozen means bit-identical: an encoder that moves during Task 3 stops it."""
     import shutil
@@ -92,6 +112,8 @@ def test_task3_detects_a_change_of_the_frozen_encoder(mnist_root, tmp_path, chai
     import task3_classifier_decoding as t3
 
     shutil.copytree(chain[0] / "checkpoints", tmp_path / "checkpoints")
+    (tmp_path / "results").mkdir()
+    shutil.copy(chain[0] / "results" / "task1_autoencoder.json", tmp_path / "results")  # Task 1's settings
     real = t3.apply_batched
 
     def moving(module, x, device, *a):

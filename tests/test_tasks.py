@@ -43,13 +43,13 @@ def test_task3_outputs(chain):
     res = _results(out, "task3_classifier_decoding")
     final = res["final"]
     assert len(final["per_class_test_l1"]["classifier_decoder"]) == 10
-    assert {"autoencoder", "classifier"} == final["latent"].keys()
+    assert {"autoencoder", "classifier", "objective_control"} == final["latent"].keys()
     assert final["control_ae_encoder_test_l1"] > 0 and len(res["control_history"]) == len(res["history"])
     measures = {"ink_mass", "stroke_thickness", "slant", "centre_x", "centre_y", "width", "height"}
     assert all(final["style_r2"][k].keys() == measures for k in ("autoencoder", "classifier"))
     t1 = _results(out, "task1_autoencoder")["final"]["test_l1"]
     assert final["task1_ae_test_l1"] == pytest.approx(t1, rel=1e-6)  # Task 1's number, recomputed from its checkpoint
-    for fig in ("digits", "per_class_l1", "latent_pca"):
+    for fig in ("digits", "per_class_l1", "class_mean_distances"):
         assert (out / "figures" / f"task3_classifier_decoding_{fig}.png").exists()
 
 
