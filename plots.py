@@ -191,7 +191,7 @@ def distance_maps(panels: dict[str, list[list[float]]], path) -> None:
         for i in range(len(d)):
             for j in range(len(d)):
                 if i != j:  # dark text on light cells, light on dark
-                    ax.text(j, i, f"{d[i, j]:.1f}", ha="center", va="center", fontsize=8,
+                    ax.text(j, i, f"{d[i, j]:.1f}", ha="center", va="center", fontsize=9,
                             color="black" if d[i, j] > 0.6 * top else "white")
         ax.set(title=name, xticks=range(len(d)), yticks=range(len(d)), xlabel="digit", ylabel="digit")
         ax.tick_params(length=0)
