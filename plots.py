@@ -11,6 +11,7 @@ matplotlib.use("Agg")  # files only, no window
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+from matplotlib.transforms import blended_transform_factory
 
 from train import write_whole
 
@@ -42,9 +43,14 @@ def _epoch_axis(ax, epochs, nbins: int = 8) -> None:
     ax.set_xticks(sorted(set(ticks) | {last}))
 
 
-def _zoom(ax, bounds=(0.35, 0.22, 0.6, 0.4)):
-    """An inset in `ax` at `bounds` (axes fractions) for a zoomed view: 3-5 y-ticks, light grid; the caller plots."""
-    zoom = ax.inset_axes(bounds)
+def _zoom(ax, x0: float, x1: float, bottom: float = 0.2, height: float = 0.38):
+    """An inset in `ax` that zooms into the epochs x0..x1 and sits above those epochs of the main axis, so that its
+    epoch ticks line up with the main axis's; `bottom` and `height` are axes fractions. 3-5 y-ticks, light grid; the
+    caller plots."""
+    pad = 0.06 * (x1 - x0)  # no marker on the inset's frame
+    zoom = ax.inset_axes((x0 - pad, bottom, x1 - x0 + 2 * pad, height),
+                         transform=blended_transform_factory(ax.transData, ax.transAxes))
+    zoom.set_xlim(x0 - pad, x1 + pad)
     zoom.yaxis.set_major_locator(MaxNLocator(nbins=4, min_n_ticks=3))
     zoom.tick_params(pad=1)
     zoom.grid(alpha=0.3)
@@ -64,7 +70,7 @@ def history_curves(history: list[dict], path, title: str, loss_name: str = "loss
     panels += [("accuracy", 100, "accuracy %")] if has_acc else []
     late = [i for i, e in enumerate(epochs) if e >= (epochs[0] + epochs[-1]) / 2]
     for ax, (metric, scale, ylabel) in zip(axes[0], panels):
-        zoom = _zoom(ax) if metric == "accuracy" and len(late) > 1 else None  # the last points differ by tenths
+        zoom = _zoom(ax, epochs[late[0]], epochs[-1]) if metric == "accuracy" and len(late) > 1 else None  # tenths
         for split, style, mfc, name in (("train", "o-", None, "train (10,000 images)"), ("test", "s-", "none", "test")):
             y = [scale * r[f"{split}_{metric}"] for r in history]  # test: see-through squares, neither hides the other
             ax.plot(epochs, y, style, ms=3.5, mfc=mfc, label=name)
@@ -76,7 +82,7 @@ def history_curves(history: list[dict], path, title: str, loss_name: str = "loss
         _epoch_axis(ax, epochs)
         if zoom is not None:
             zoom.set_xticks([epochs[i] for i in late] if len(late) <= 4 else [epochs[late[0]], epochs[-1]])
-            zoom.margins(x=0.12, y=0.25)  # no marker on the inset's frame
+            zoom.margins(y=0.25)  # no marker on the inset's frame
     axes[0, 0].legend()
     if log:  # ticks at 1, 2, 3, 5 x 10^k, written as plain numbers
         ax = axes[0, 0]
@@ -145,13 +151,14 @@ def mean_band(rows: dict[str, dict[str, list[list[dict]]]], path, title: str | N
     top = 0.3 if title else 0  # inches for the title
     fig, axes = plt.subplots(len(rows), 3, figsize=(TEXT_WIDTH, top + 0.3 + 2.3 * len(rows) + legend), squeeze=False)
     for (recipe, runs), (ax_train, ax_test, ax_acc) in zip(rows.items(), axes):
-        zoom = _zoom(ax_acc, (0.38, 0.18, 0.58, 0.36))
+        zoom = None
         first_test = later_test = 0.0  # the highest test loss (band included) at the first evaluation and later
         for name, histories in runs.items():
             i = names.index(name)
             style = dict(color=COLORS(i), marker="osD^v"[i], ms=3.5, label=name)
             x = np.array([r["epoch"] for r in histories[0]])
             late = x >= x[0] + (x[-1] - x[0]) / 2
+            zoom = zoom or _zoom(ax_acc, x[late][0], x[-1], bottom=0.18, height=0.36)
             for ax, key, scale in ((ax_train, "train_loss", 1), (ax_test, "test_loss", 1), (ax_acc, "test_accuracy", 100)):
                 y = scale * np.array([[r[key] for r in h] for h in histories])
                 ax.plot(x, y.mean(0), "-", markevery=max(1, len(x) // 8), **style)
