@@ -45,6 +45,8 @@ def results_table(results: Path) -> str:
             ("Task 2: classifier, test accuracy", f"{t2['test_accuracy']:.2%}"),
             ("Task 3: frozen classifier encoder + new decoder, test L1", f"{t3['test_l1']:.4f}"),
             ("Task 3 control: frozen AE encoder + new decoder, test L1", f"{t3['control_ae_encoder_test_l1']:.4f}"),
+            ("Task 3 objective control: classifier trained like Task 1's AE, frozen + new decoder, test L1",
+             f"{t3['objective_control']['decoder_test_l1']:.4f}"),
             ("Task 4: 100 labels, random init, plain recipe", pm(t4["recipes"]["plain"])),
             (f"Task 4: the recipe chosen on validation ({t4['best']})", pm(t4["recipes"][t4["best"]])),
             ("Task 5: 100 labels, AE encoder fine-tuned, plain recipe", pm(t5["recipes"]["fine-tune"])),
