@@ -159,7 +159,8 @@ def mean_band(rows: dict[str, dict[str, list[list[dict]]]], path, title: str | N
             x = np.array([r["epoch"] for r in histories[0]])
             late = x >= x[0] + (x[-1] - x[0]) / 2
             zoom = zoom or _zoom(ax_acc, x[late][0], x[-1], bottom=0.18, height=0.36)
-            for ax, key, scale in ((ax_train, "train_loss", 1), (ax_test, "test_loss", 1), (ax_acc, "test_accuracy", 100)):
+            panels = ((ax_train, "train_loss", 1), (ax_test, "test_loss", 1), (ax_acc, "test_accuracy", 100))
+            for ax, key, scale in panels:
                 y = scale * np.array([[r[key] for r in h] for h in histories])
                 ax.plot(x, y.mean(0), "-", markevery=max(1, len(x) // 8), **style)
                 ax.fill_between(x, y.min(0), y.max(0), color=COLORS(i), alpha=0.25, lw=0)
