@@ -71,11 +71,12 @@ def history_curves(history: list[dict], path, title: str, loss_name: str = "loss
     late = [i for i, e in enumerate(epochs) if e >= (epochs[0] + epochs[-1]) / 2]
     for ax, (metric, scale, ylabel) in zip(axes[0], panels):
         zoom = _zoom(ax, epochs[late[0]], epochs[-1]) if metric == "accuracy" and len(late) > 1 else None  # tenths
-        for split, style, mfc, name in (("train", "o-", None, "train (10,000 images)"), ("test", "s-", "none", "test")):
-            y = [scale * r[f"{split}_{metric}"] for r in history]  # test: see-through squares, neither hides the other
-            ax.plot(epochs, y, style, ms=3.5, mfc=mfc, label=name)
+        for split, style, ms, mfc, name in (("train", "o-", 3, None, "train (10,000 images)"),
+                                            ("test", "s-", 6, "none", "test")):
+            y = [scale * r[f"{split}_{metric}"] for r in history]  # test: large see-through squares around the dots
+            ax.plot(epochs, y, style, ms=ms, mfc=mfc, label=name)
             if zoom is not None:
-                zoom.plot([epochs[i] for i in late], [y[i] for i in late], style, ms=3.5, mfc=mfc)
+                zoom.plot([epochs[i] for i in late], [y[i] for i in late], style, ms=ms, mfc=mfc)
         ax.set(xlabel="epoch", ylabel=ylabel, title=f"{title}: {metric}" + (" (inset: zoomed)" if zoom else ""))
         ax.grid(alpha=0.3)
         ax.yaxis.set_major_locator(MaxNLocator(nbins=6))
@@ -143,11 +144,12 @@ def bars(groups: dict[str, list[float]], labels: list[str], path, ylabel: str, t
 
 def mean_band(rows: dict[str, dict[str, list[list[dict]]]], path, title: str | None = None) -> None:
     """One row of three panels per recipe: training loss (log axis: it falls by decades), test loss (linear: a
-    rise shows) and test accuracy (with an inset that zooms into the second half of the epochs). Every experiment
-    (a list of per-seed histories) is drawn as its mean curve and min-max band over seeds against the epoch, with
-    its own colour and marker; one accuracy range in every row, one legend below all panels."""
+    rise shows) and accuracy (test: solid with markers and an inset that zooms into the second half of the epochs;
+    train: thin dashed, without markers, as it sits at 100% for every experiment). Every experiment (a list of
+    per-seed histories) is drawn as its mean curve and min-max band over seeds against the epoch, with its own colour
+    and marker; one accuracy range in every row, one legend below all panels."""
     names = list(dict.fromkeys(name for runs in rows.values() for name in runs))  # every experiment, in order
-    legend = 0.2 * math.ceil(len(names) / 2) + 0.15  # inches: two columns of entries
+    legend = 0.2 * math.ceil((len(names) + 1) / 2) + 0.15  # inches: two columns of entries
     top = 0.3 if title else 0  # inches for the title
     fig, axes = plt.subplots(len(rows), 3, figsize=(TEXT_WIDTH, top + 0.3 + 2.3 * len(rows) + legend), squeeze=False)
     for (recipe, runs), (ax_train, ax_test, ax_acc) in zip(rows.items(), axes):
@@ -167,24 +169,29 @@ def mean_band(rows: dict[str, dict[str, list[list[dict]]]], path, title: str | N
                 if key == "test_loss":
                     first_test, later_test = max(first_test, y.max(0)[0]), max(later_test, y.max(0)[1:].max(initial=0))
                 if key == "test_accuracy":
+                    train = 100 * np.array([[r["train_accuracy"] for r in h] for h in histories]).mean(0)
+                    ax.plot(x, train, "--", color=COLORS(i), lw=0.9)
                     zoom.plot(x[late], y.mean(0)[late], "-", markevery=max(1, len(x[late]) // 4), **style)
                     zoom.fill_between(x[late], y.min(0)[late], y.max(0)[late], color=COLORS(i), alpha=0.25, lw=0)
         ax_train.set(xlabel="epoch", ylabel="cross-entropy (log scale)", title=f"{recipe}: train loss", yscale="log")
         ax_test.set(xlabel="epoch", ylabel="cross-entropy", title=f"{recipe}: test loss")
-        ax_acc.set(xlabel="epoch", ylabel="test accuracy %", title=f"{recipe}: test accuracy")
+        ax_acc.set(xlabel="epoch", ylabel="accuracy %", title=f"{recipe}: accuracy")
         for ax in (ax_train, ax_test, ax_acc):
             ax.grid(alpha=0.3)
             _epoch_axis(ax, x, nbins=4)
         if 0 < 2 * later_test < first_test:  # the first evaluation would squash the rest: cut the axis above the rest
             ax_test.set_ylim(top=1.15 * later_test)
-            ax_test.annotate(f"off the axis: up to {first_test:.1f}\nat epoch {x[0]}", (0.97, 0.95),
-                             xycoords="axes fraction", ha="right", va="top", fontsize=8)
-        ax_acc.set_ylim(0, 100)  # one range in every row
+            ax_test.annotate(f"epoch {x[0]}: up to\n{first_test:.1f}, off the axis", (0.97, 0.95),
+                             xycoords="axes fraction", ha="right", va="top")
+        ax_acc.set_ylim(0, 103)  # one range in every row; the train curves at 100% stay inside the frame
         zoom.set_xticks([x[late][0], x[-1]])
+        zoom.tick_params(axis="x", labelbottom=False)  # the main axis below labels these epochs
     if title:
         fig.suptitle(title)
     handles = {h.get_label(): h for ax in axes[:, 2] for h in ax.get_legend_handles_labels()[0]}
-    fig.legend([handles[n] for n in names], names, loc="lower center", ncol=2, frameon=False)
+    dashed = plt.Line2D([], [], ls="--", lw=0.9, color="grey")
+    fig.legend([handles[n] for n in names] + [dashed], names + ["dashed: train accuracy"], loc="lower center", ncol=2,
+               frameon=False)
     _save(fig, path, rect=(0, legend / fig.get_figheight(), 1, 1))
 
 
