@@ -242,20 +242,22 @@ def study(questions: dict[str, dict], path) -> None:
 
 def rounds(runs: dict[str, list[list[dict]]], path) -> None:
     """Self-training (extras/semi_supervised.py), mean over seeds per start point: test and validation accuracy
-    per round (0: the start model), and the accuracy of the pseudo-labels each round keeps."""
-    fig, axes = plt.subplots(1, 2, figsize=(TEXT_WIDTH, 2.8))
+    per round (0: the start model; test as large hollow markers around the small filled validation ones), and the
+    accuracy of the pseudo-labels each round keeps; one legend below both panels."""
+    fig, axes = plt.subplots(1, 2, figsize=(TEXT_WIDTH, 3.2))
     for i, (name, h) in enumerate(runs.items()):
-        for ax, key, style, what in ((axes[0], "test_accuracy", "o-", ", test"),
-                                     (axes[0], "val_accuracy", "s--", ", validation"), (axes[1], "pseudo", "o-", "")):
+        for ax, key, style, ms, what in ((axes[0], "test_accuracy", "o-", 6, ", test"),
+                                         (axes[0], "val_accuracy", "s--", 3, ", validation"),
+                                         (axes[1], "pseudo", "o-", 3, ", pseudo-labels")):
             rounds = range(len(h[0]) - (key == "pseudo"))
             get = (lambda row: row["pseudo"]["accuracy"] or 0.0) if key == "pseudo" else (lambda row, k=key: row[k])
-            ax.plot(rounds, [100 * sum(get(run[r]) for run in h) / len(h) for r in rounds], style, ms=3,
-                    color=COLORS(i), label=f"{name} start{what}")
+            ax.plot(rounds, [100 * sum(get(run[r]) for run in h) / len(h) for r in rounds], style, ms=ms,
+                    mfc="none" if key == "test_accuracy" else COLORS(i), color=COLORS(i), label=f"{name} start{what}")
     axes[0].set(xlabel="round (0: the start model)", ylabel="accuracy %", title="Test and validation accuracy")
     axes[1].set(xlabel="round whose model made them", ylabel="pseudo-label accuracy %",
                 title="Accuracy of the pseudo-labels kept")
-    for ax in axes:  # each panel's own legend, where it hides no curve
+    for ax in axes:
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(loc="best", fontsize=8)
-    _save(fig, path)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=2, frameon=False)
+    _save(fig, path, rect=(0, 0.5 / 3.2, 1, 1))
