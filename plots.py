@@ -47,7 +47,7 @@ def _zoom(ax, x0: float, x1: float, bottom: float = 0.2, height: float = 0.38):
     """An inset in `ax` that zooms into the epochs x0..x1 and sits above those epochs of the main axis, so that its
     epoch ticks line up with the main axis's; `bottom` and `height` are axes fractions. 3-5 y-ticks, light grid; the
     caller plots."""
-    pad = 0.06 * (x1 - x0)  # no marker on the inset's frame
+    pad = 0.06 * (x1 - x0) or 0.5  # no marker on the inset's frame (0.5 epochs around a single one)
     zoom = ax.inset_axes((x0 - pad, bottom, x1 - x0 + 2 * pad, height),
                          transform=blended_transform_factory(ax.transData, ax.transAxes))
     zoom.set_xlim(x0 - pad, x1 + pad)
