@@ -158,20 +158,24 @@ def mean_band(rows: dict[str, dict[str, list[list[dict]]]], path, title: str | N
         for name, histories in runs.items():
             i = names.index(name)
             style = dict(color=COLORS(i), marker="osD^v"[i], ms=3.5, label=name)
+
+            def stagger(n, marks):  # about `marks` markers, each experiment's at other epochs than the others'
+                step = max(1, n // marks)
+                return (i * step // len(runs) % step, step)
             x = np.array([r["epoch"] for r in histories[0]])
             late = x >= x[0] + (x[-1] - x[0]) / 2
             zoom = zoom or _zoom(ax_acc, x[late][0], x[-1], bottom=0.18, height=0.36)
             panels = ((ax_train, "train_loss", 1), (ax_test, "test_loss", 1), (ax_acc, "test_accuracy", 100))
             for ax, key, scale in panels:
                 y = scale * np.array([[r[key] for r in h] for h in histories])
-                ax.plot(x, y.mean(0), "-", markevery=max(1, len(x) // 8), **style)
+                ax.plot(x, y.mean(0), "-", markevery=stagger(len(x), 8), **style)
                 ax.fill_between(x, y.min(0), y.max(0), color=COLORS(i), alpha=0.25, lw=0)
                 if key == "test_loss":
                     first_test, later_test = max(first_test, y.max(0)[0]), max(later_test, y.max(0)[1:].max(initial=0))
                 if key == "test_accuracy":
                     train = 100 * np.array([[r["train_accuracy"] for r in h] for h in histories]).mean(0)
                     ax.plot(x, train, "--", color=COLORS(i), lw=0.9)
-                    zoom.plot(x[late], y.mean(0)[late], "-", markevery=max(1, len(x[late]) // 4), **style)
+                    zoom.plot(x[late], y.mean(0)[late], "-", markevery=stagger(len(x[late]), 4), **style)
                     zoom.fill_between(x[late], y.min(0)[late], y.max(0)[late], color=COLORS(i), alpha=0.25, lw=0)
         ax_train.set(xlabel="epoch", ylabel="cross-entropy (log scale)", title=f"{recipe}: train loss", yscale="log")
         ax_test.set(xlabel="epoch", ylabel="cross-entropy", title=f"{recipe}: test loss")

@@ -85,7 +85,7 @@ def main(argv=None):
     if not gains:
         print("warning: Task 4 ran with other settings (no recipe matches); rerun it with these flags to compare")
 
-    rows = {r: {"Task 4: random init": task4["history"][r4], "Task 5: AE encoder": histories[r5]}
+    rows = {r: {"Task 4: random init": task4["history"][r4], "Task 5: AE encoder (the row's recipe)": histories[r5]}
             for r, r4, r5 in (("plain", "plain", "fine-tune"), ("augmented", "augmented", "fine-tune, augmented"))}
     if best not in ("fine-tune", "fine-tune, augmented"):  # the chosen recipe's curves too, in the row of its kind
         rows["augmented" if table[best].augment else "plain"][f"Task 5: {best} (chosen)"] = histories[best]
