@@ -142,6 +142,12 @@ def bars(groups: dict[str, list[float]], labels: list[str], path, ylabel: str, t
     _save(fig, path)
 
 
+def _markevery(n: int, marks: int, i: int, k: int) -> tuple[int, int]:
+    """About `marks` markers on a curve of n points, experiment i of k placed at other points than the others'."""
+    step = max(1, n // marks)
+    return i * step // k % step, step
+
+
 def mean_band(rows: dict[str, dict[str, list[list[dict]]]], path, title: str | None = None) -> None:
     """One row of three panels per recipe: training loss (log axis: it falls by decades), test loss (linear: a
     rise shows) and accuracy (test: solid with markers and an inset that zooms into the second half of the epochs;
@@ -158,24 +164,20 @@ def mean_band(rows: dict[str, dict[str, list[list[dict]]]], path, title: str | N
         for name, histories in runs.items():
             i = names.index(name)
             style = dict(color=COLORS(i), marker="osD^v"[i], ms=3.5, label=name)
-
-            def stagger(n, marks):  # about `marks` markers, each experiment's at other epochs than the others'
-                step = max(1, n // marks)
-                return (i * step // len(runs) % step, step)
             x = np.array([r["epoch"] for r in histories[0]])
             late = x >= x[0] + (x[-1] - x[0]) / 2
             zoom = zoom or _zoom(ax_acc, x[late][0], x[-1], bottom=0.18, height=0.36)
             panels = ((ax_train, "train_loss", 1), (ax_test, "test_loss", 1), (ax_acc, "test_accuracy", 100))
             for ax, key, scale in panels:
                 y = scale * np.array([[r[key] for r in h] for h in histories])
-                ax.plot(x, y.mean(0), "-", markevery=stagger(len(x), 8), **style)
+                ax.plot(x, y.mean(0), "-", markevery=_markevery(len(x), 8, i, len(runs)), **style)
                 ax.fill_between(x, y.min(0), y.max(0), color=COLORS(i), alpha=0.25, lw=0)
                 if key == "test_loss":
                     first_test, later_test = max(first_test, y.max(0)[0]), max(later_test, y.max(0)[1:].max(initial=0))
                 if key == "test_accuracy":
                     train = 100 * np.array([[r["train_accuracy"] for r in h] for h in histories]).mean(0)
                     ax.plot(x, train, "--", color=COLORS(i), lw=0.9)
-                    zoom.plot(x[late], y.mean(0)[late], "-", markevery=stagger(len(x[late]), 4), **style)
+                    zoom.plot(x[late], y.mean(0)[late], "-", markevery=_markevery(late.sum(), 4, i, len(runs)), **style)
                     zoom.fill_between(x[late], y.min(0)[late], y.max(0)[late], color=COLORS(i), alpha=0.25, lw=0)
         ax_train.set(xlabel="epoch", ylabel="cross-entropy (log scale)", title=f"{recipe}: train loss", yscale="log")
         ax_test.set(xlabel="epoch", ylabel="cross-entropy", title=f"{recipe}: test loss")

@@ -29,8 +29,8 @@ import plots
 from analysis import apply_batched, latent_geometry, per_class, style_measures, style_r2, within_class_pixel_std
 from data import load_splits
 from models import MLP, Decoder, Encoder, load_pretrained
-from train import (evaluate, fit, load_results, parser, pick_device, prepare_out_dir, run, save_checkpoint, save_results,
-                   seed_everything)
+from train import (evaluate, fit, load_results, parser, pick_device, prepare_out_dir, run, save_checkpoint,
+                   save_results, seed_everything)
 
 NAME = "task3_classifier_decoding"
 
@@ -79,9 +79,15 @@ def main(argv=None):
     (x_tr, y_tr), (x_te, y_te) = load_splits(args.data_dir, args.quick)
 
     # The frozen encoders' codes, computed once (eval mode: BatchNorm's running statistics, no gradients)
+    def snapshot(e):  # its weights and BatchNorm statistics, on the CPU
+        return {n: t.detach().cpu().clone() for n, t in e.state_dict().items()}
+
+    def encode(e):  # (train codes, test codes)
+        return apply_batched(e, x_tr, device), apply_batched(e, x_te, device)
+
     encoders = {"classifier": clf["encoder"], "autoencoder": ae["encoder"]}
-    before = {k: {n: t.clone() for n, t in e.state_dict().items()} for k, e in encoders.items()}  # on the CPU
-    codes = {k: (apply_batched(e, x_tr, device), apply_batched(e, x_te, device)) for k, e in encoders.items()}
+    before = {k: snapshot(e) for k, e in encoders.items()}
+    codes = {k: encode(e) for k, e in encoders.items()}
 
     # Task 3: a fresh decoder on the classifier's codes; the control: the same training on the AE's codes
     decoder, history = train_decoder(args, codes["classifier"], (x_tr, x_te), device, "classifier-decoder ")
@@ -90,8 +96,7 @@ def main(argv=None):
     objective, objective_history = train_objective_control(args, ae_config, ae["encoder"], clf["mlp"].hidden,
                                                            (x_tr, y_tr), (x_te, y_te), device)
     encoders["objective_control"] = objective[0]
-    before["objective_control"] = {n: t.detach().cpu().clone() for n, t in objective[0].state_dict().items()}
-    codes["objective_control"] = (apply_batched(objective[0], x_tr, device), apply_batched(objective[0], x_te, device))
+    before["objective_control"], codes["objective_control"] = snapshot(objective[0]), encode(objective[0])
     _, objective_decoder_history = train_decoder(args, codes["objective_control"], (x_tr, x_te), device,
                                                  "control: objective-control decoder ")
     for k, e in encoders.items():  # frozen means bit-identical, BatchNorm statistics included (compared on the CPU)
@@ -113,7 +118,8 @@ def main(argv=None):
                                      device)["loss"],
         "control_ae_encoder_test_l1": control_history[-1]["test_loss"],
         "objective_control": {"settings": {k: ae_config[k] for k in ("epochs", "batch_size", "lr")},
-                              "augment_shift": 0, "dropout": 0.0, "test_accuracy": objective_history[-1]["test_accuracy"],
+                              "augment_shift": 0, "dropout": 0.0,
+                              "test_accuracy": objective_history[-1]["test_accuracy"],
                               "decoder_test_l1": objective_decoder_history[-1]["test_loss"]},
         "per_class_test_l1": {k: per_class(v, y_te) for k, v in l1_per_image.items()},
         "latent": {k: latent_geometry(ztr, y_tr, zte, y_te, args.seed) for k, (ztr, zte) in codes.items()},

@@ -309,6 +309,7 @@ def test_probes_are_fitted_on_training_codes_only():
     assert planted["nearest_class_mean_accuracy"] > 0.98 and planted["linear_probe_accuracy"] > 0.98
 
 
+# ----------------------------------------------------------------------------- 11. the flags
 def _bad_flags():
     training = ["task1_autoencoder", "task2_classifier", "task3_classifier_decoding", "task4_few_shot",
                 "task5_transfer_learning", "latent_sweep"]
