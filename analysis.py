@@ -21,12 +21,7 @@ def latent_geometry(z_train, y_train, z_test, y_test, seed: int) -> dict:
     """Within-class spread and between-class separation of test codes, made comparable across
     latent spaces by dividing every code by the RMS distance of the test codes to their overall
     mean (so each space has total spread 1), plus nearest-class-mean and linear-probe accuracy."""
-    scale = (z_test - z_test.mean(0)).pow(2).sum(1).mean().sqrt()
-    zs = z_test / scale
-    means = torch.stack([zs[y_test == c].mean(0) for c in range(10)])
-    within = (zs - means[y_test]).norm(dim=1).mean().item()
-    pair = torch.cdist(means, means)
-    between = (pair.sum() / (10 * 9)).item()  # mean over the 45 distinct pairs (each counted twice)
+    within, between, pair = spread_and_separation(z_test, y_test)
     pair.fill_diagonal_(float("inf"))
     nearest = pair.min(1)  # each class's nearest other class mean, in the 12-D normalised space
 
@@ -41,7 +36,29 @@ def latent_geometry(z_train, y_train, z_test, y_test, seed: int) -> dict:
             "nearest_class_mean_accuracy": ncm(z_train, y_train),
             "nearest_class_mean_accuracy_100_labels": ncm(z_train[:100], y_train[:100]),  # training images 0..99
             "linear_probe_accuracy": linear_probe(z_train, y_train, z_test, y_test, seed),
-            "normalisation": "codes divided by their RMS distance to the overall mean of the test codes"}
+            "normalisation": "codes divided by their RMS distance to the overall mean of the test codes",
+            "whitened": whitened_geometry(z_test, y_test)}
+
+
+def spread_and_separation(z, y):
+    """Scale the codes z to total spread 1 (RMS distance to their mean); return the mean distance of a code to its
+    class mean, the mean distance between two class means, and the 10 x 10 matrix of class-mean distances."""
+    zs = z / (z - z.mean(0)).pow(2).sum(1).mean().sqrt()
+    means = torch.stack([zs[y == c].mean(0) for c in range(10)])
+    within = (zs - means[y]).norm(dim=1).mean().item()
+    pair = torch.cdist(means, means)
+    return within, (pair.sum() / (10 * 9)).item(), pair  # the mean over the 45 distinct pairs (each counted twice)
+
+
+def whitened_geometry(z, y) -> dict:
+    """Spread and separation after whitening: the codes are mapped so that their covariance is the identity (every
+    direction has the same variance), then scaled to total spread 1. Unchanged by any invertible linear map of the
+    codes, so a difference between two code spaces here does not come from how they stretch some directions."""
+    zc = (z - z.mean(0)).double()
+    eigenvalues, vectors = torch.linalg.eigh(zc.T @ zc / len(z))
+    within, between, _ = spread_and_separation((zc @ vectors / eigenvalues.clamp_min(1e-12).sqrt()).float(), y)
+    return {"within_class_spread": within, "between_class_separation": between,
+            "separation_to_spread_ratio": between / within}
 
 
 def fit_linear_probe(z_train, y_train, seed: int, steps: int = 300):

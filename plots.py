@@ -201,22 +201,28 @@ def mean_band(rows: dict[str, dict[str, list[list[dict]]]], path, title: str | N
     _save(fig, path, rect=(0, legend / fig.get_figheight(), 1, 1))
 
 
-def distance_maps(panels: dict[str, list[list[float]]], path) -> None:
-    """Side-by-side 10 x 10 maps of the distances between class means (one shared colour scale, each value written
-    in its cell), e.g. of latent codes scaled to total spread 1."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(TEXT_WIDTH, 3.0), squeeze=False, layout="constrained")
-    top = max(max(max(row) for row in d) for d in panels.values())
-    for ax, (name, d) in zip(axes[0], panels.items()):
-        d = np.array(d)
-        image = ax.imshow(d, cmap="viridis", vmin=0, vmax=top)
-        for i in range(len(d)):
-            for j in range(len(d)):
-                if i != j:  # dark text on light cells, light on dark
-                    ax.text(j, i, f"{d[i, j]:.1f}", ha="center", va="center", fontsize=9,
-                            color="black" if d[i, j] > 0.6 * top else "white")
-        ax.set(title=name, xticks=range(len(d)), yticks=range(len(d)), xlabel="digit", ylabel="digit")
-        ax.tick_params(length=0)
-    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.85, label="distance between class means")
+def distance_maps(below: tuple[str, list[list[float]]], above: tuple[str, list[list[float]]], path) -> None:
+    """One 10 x 10 map of the distances between class means of two spaces, `below` the diagonal and `above` it (each
+    a name and its symmetric matrix), on one colour scale; each cell shows 100 times the distance, so that two
+    significant digits fit. E.g. latent codes scaled to total spread 1."""
+    (name_below, d_below), (name_above, d_above) = below, above
+    d_below, d_above = 100 * np.array(d_below), 100 * np.array(d_above)
+    n = len(d_below)
+    d = np.where(np.tri(n, k=-1, dtype=bool), d_below, d_above)
+    np.fill_diagonal(d, np.nan)
+    top = np.nanmax(d)
+    fig, ax = plt.subplots(figsize=(4.3, 3.7), layout="constrained")
+    image = ax.imshow(d, cmap="viridis", vmin=0, vmax=top)
+    for i in range(n):
+        for j in range(n):
+            if i != j:  # dark text on light cells, light on dark
+                ax.text(j, i, f"{d[i, j]:.0f}", ha="center", va="center", fontsize=9,
+                        color="black" if d[i, j] > 0.6 * top else "white")
+    ax.plot([-0.5, n - 0.5], [-0.5, n - 0.5], color="black", lw=1)
+    ax.set(xticks=range(n), yticks=range(n), xlabel="digit", ylabel="digit")
+    ax.set_title(f"above the diagonal: {name_above}\nbelow: {name_below}", fontsize=9)
+    ax.tick_params(length=0)
+    fig.colorbar(image, ax=ax, shrink=0.85, label="100 × distance between class means")
     _save(fig, path, rect=None)
 
 

@@ -141,8 +141,8 @@ def main(argv=None):
                 "classifier encoder + decoder": final["per_class_test_l1"]["classifier_decoder"]},
                [str(c) for c in range(10)], out / "figures" / f"{NAME}_per_class_l1.png",
                "test mean L1", "Per-class test L1 of the two reconstructions", xlabel="digit class")
-    plots.distance_maps({"Task 1 autoencoder": final["latent"]["autoencoder"]["class_mean_distances"],
-                         "Task 2 classifier": final["latent"]["classifier"]["class_mean_distances"]},
+    plots.distance_maps(("Task 1 autoencoder", final["latent"]["autoencoder"]["class_mean_distances"]),
+                        ("Task 2 classifier", final["latent"]["classifier"]["class_mean_distances"]),
                         out / "figures" / f"{NAME}_class_mean_distances.png")
     save_results(out / "results" / f"{NAME}.json", args, device, started, history=history,
                  control_history=control_history, objective_control_history={

@@ -71,6 +71,27 @@ def test_latent_geometry_of_a_planted_space():
     assert g["class_mean_distances"][3][3] == 0 and g["class_mean_distances"][3][7] == pytest.approx(a * math.sqrt(2) / scale)
 
 
+def test_whitened_geometry_ignores_a_linear_map_of_the_codes():
+    """Stretching one direction of a planted space changes the plain spread and separation but not the whitened
+    ones; and by hand, whitening gives a direction that separates the classes the same variance as the noise ones."""
+    a, b = 1.0, 0.1
+    z, y = _planted_codes(a, b)
+    stretch = torch.ones(z.shape[1])
+    stretch[0] = 20.0
+    plain, stretched = latent_geometry(z, y, z, y, seed=0), latent_geometry(z * stretch, y, z * stretch, y, seed=0)
+    assert stretched["separation_to_spread_ratio"] != pytest.approx(plain["separation_to_spread_ratio"], rel=0.05)
+    for key in ("within_class_spread", "between_class_separation", "separation_to_spread_ratio"):
+        assert stretched["whitened"][key] == pytest.approx(plain["whitened"][key], rel=1e-4)
+    # even classes at -5, odd at +5 on axis 0, noise of std 1 on 3 other axes: after whitening axis 0 holds +-1, total
+    # spread sqrt(1 + 3) = 2, so the scaled means of an even and an odd class lie 2 / 2 = 1 apart, same-parity ones
+    # (almost) 0; 50 of the 90 ordered pairs differ in parity. Without whitening it would be 10 / sqrt(28) * 50 / 90.
+    g = torch.Generator().manual_seed(0)
+    y2 = torch.arange(10).repeat(5000)
+    z2 = torch.cat([(10.0 * (y2 % 2) - 5).unsqueeze(1), torch.randn(len(y2), 3, generator=g)], 1)
+    w = latent_geometry(z2, y2, z2, y2, seed=0)["whitened"]
+    assert w["between_class_separation"] == pytest.approx(50 / 90, rel=0.03)
+
+
 def test_the_nearest_class_is_the_planted_neighbour():
     """Classes 4 and 9 planted close together (and 1 near 7): each one's nearest class is the other."""
     centres = torch.eye(10) * 3
