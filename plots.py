@@ -62,7 +62,7 @@ def history_curves(history: list[dict], path, title: str, loss_name: str = "loss
     values would squash the later ones), and the accuracy % if the history has accuracies. "train" is the
     eval-mode pass over the first 10,000 training images that fit() records, comparable with the test pass."""
     has_acc = "test_accuracy" in history[0]
-    fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(TEXT_WIDTH if has_acc else 4.2, 2.3), squeeze=False)
+    fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(TEXT_WIDTH if has_acc else 3.3, 2.3), squeeze=False)
     epochs = [r["epoch"] for r in history]
     losses = [r[f"{split}_loss"] for r in history for split in ("train", "test")]
     log = max(losses) > 10 * min(losses)
