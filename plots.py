@@ -163,7 +163,8 @@ def mean_band(rows: dict[str, dict[str, list[list[dict]]]], path, title: str | N
         first_test = later_test = 0.0  # the highest test loss (band included) at the first evaluation and later
         for name, histories in runs.items():
             i = names.index(name)
-            style = dict(color=COLORS(i), marker="osD^v"[i], ms=3.5, label=name)
+            style = dict(color=COLORS(i), marker="osD^v"[i], label=name)  # every other one large and hollow, so
+            style |= dict(ms=6, mfc="none", zorder=3) if i % 2 else dict(ms=3.5)  # coinciding curves show both
             x = np.array([r["epoch"] for r in histories[0]])
             late = x >= x[0] + (x[-1] - x[0]) / 2
             zoom = zoom or _zoom(ax_acc, x[late][0], x[-1], bottom=0.18, height=0.36)
@@ -180,6 +181,7 @@ def mean_band(rows: dict[str, dict[str, list[list[dict]]]], path, title: str | N
                     zoom.plot(x[late], y.mean(0)[late], "-", markevery=_markevery(late.sum(), 4, i, len(runs)), **style)
                     zoom.fill_between(x[late], y.min(0)[late], y.max(0)[late], color=COLORS(i), alpha=0.25, lw=0)
         ax_train.set(xlabel="epoch", ylabel="cross-entropy (log scale)", title=f"{recipe}: train loss", yscale="log")
+        ax_train.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"1e{round(math.log10(v))}".replace("-", "−")))
         ax_test.set(xlabel="epoch", ylabel="cross-entropy", title=f"{recipe}: test loss")
         ax_acc.set(xlabel="epoch", ylabel="accuracy %", title=f"{recipe}: accuracy")
         for ax in (ax_train, ax_test, ax_acc):
@@ -191,7 +193,6 @@ def mean_band(rows: dict[str, dict[str, list[list[dict]]]], path, title: str | N
                              xycoords="axes fraction", ha="right", va="top")
         ax_acc.set_ylim(0, 103)  # one range in every row; the train curves at 100% stay inside the frame
         zoom.set_xticks([x[late][0], x[-1]])
-        zoom.tick_params(axis="x", labelbottom=False)  # the main axis below labels these epochs
     if title:
         fig.suptitle(title)
     handles = {h.get_label(): h for ax in axes[:, 2] for h in ax.get_legend_handles_labels()[0]}
@@ -254,7 +255,7 @@ def study(questions: dict[str, dict], path) -> None:
 
 def rounds(runs: dict[str, list[list[dict]]], path) -> None:
     """Self-training (extras/semi_supervised.py), mean over seeds per start point: test and validation accuracy
-    per round (0: the start model; test as large hollow markers around the small filled validation ones), and the
+    per round (0: the start model; test as large hollow markers, validation as small filled ones just to the right), and the
     accuracy of the pseudo-labels each round keeps; one legend below both panels."""
     fig, axes = plt.subplots(1, 2, figsize=(TEXT_WIDTH, 3.2))
     for i, (name, h) in enumerate(runs.items()):
@@ -263,7 +264,9 @@ def rounds(runs: dict[str, list[list[dict]]], path) -> None:
                                          (axes[1], "pseudo", "o-", 3, ", pseudo-labels")):
             rounds = range(len(h[0]) - (key == "pseudo"))
             get = (lambda row: row["pseudo"]["accuracy"] or 0.0) if key == "pseudo" else (lambda row, k=key: row[k])
-            ax.plot(rounds, [100 * sum(get(run[r]) for run in h) / len(h) for r in rounds], style, ms=ms,
+            dodge = 0.12 if key == "val_accuracy" else 0.0  # validation beside test, not on it
+            y = [100 * sum(get(run[r]) for run in h) / len(h) for r in rounds]
+            ax.plot([r + dodge for r in rounds], y, style, ms=ms,
                     mfc="none" if key == "test_accuracy" else COLORS(i), color=COLORS(i), label=f"{name} start{what}")
     axes[0].set(xlabel="round (0: the start model)", ylabel="accuracy %", title="Test and validation accuracy")
     axes[1].set(xlabel="round whose model made them", ylabel="pseudo-label accuracy %",

@@ -157,3 +157,17 @@ def test_task4_encoder_starts_random_and_trains(chain):
     for call in FIT_CALLS["task4_few_shot"]:
         assert {n for n, _ in call["model"][0].named_parameters(prefix="0")} <= call["trainable"]
         assert not torch.equal(call["state"]["0.to_latent.1.weight"], ae["to_latent.1.weight"])
+
+
+def test_task5_keeps_task4s_learning_rate_unless_another_leads_by_more_than_one_standard_error():
+    """By hand: 5 seeds with a validation std of 0.01 give one SE of 0.01 / sqrt(5) = 0.0045. A re-tuned rate that
+    leads by 0.002 does not replace Task 4's; one that leads by 0.01 does; a different recipe wins on its score alone."""
+    import task5_transfer_learning as t5
+
+    def summary(val, std=0.01):
+        return {"val_accuracy_mean": val, "val_accuracy_std": std, "seeds": 5}
+
+    base = "fine-tune, augmented"
+    assert t5.choose({base: summary(0.920), base + ", lr×3": summary(0.922)}) == base
+    assert t5.choose({base: summary(0.920), base + ", lr×3": summary(0.930)}) == base + ", lr×3"
+    assert t5.choose({base: summary(0.920), "fine-tune": summary(0.921)}) == "fine-tune"
