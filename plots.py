@@ -255,8 +255,8 @@ def study(questions: dict[str, dict], path) -> None:
 
 def rounds(runs: dict[str, list[list[dict]]], path) -> None:
     """Self-training (extras/semi_supervised.py), mean over seeds per start point: test and validation accuracy
-    per round (0: the start model; test as large hollow markers, validation as small filled ones just to the right), and the
-    accuracy of the pseudo-labels each round keeps; one legend below both panels."""
+    per round (0: the start model; test as large hollow markers, validation as small filled ones just to the right),
+    and the accuracy of the pseudo-labels each round keeps; one legend below both panels."""
     fig, axes = plt.subplots(1, 2, figsize=(TEXT_WIDTH, 3.2))
     for i, (name, h) in enumerate(runs.items()):
         for ax, key, style, ms, what in ((axes[0], "test_accuracy", "o-", 6, ", test"),

@@ -161,7 +161,8 @@ def test_task4_encoder_starts_random_and_trains(chain):
 
 def test_task5_keeps_task4s_learning_rate_unless_another_leads_by_more_than_one_standard_error():
     """By hand: 5 seeds with a validation std of 0.01 give one SE of 0.01 / sqrt(5) = 0.0045. A re-tuned rate that
-    leads by 0.002 does not replace Task 4's; one that leads by 0.01 does; a different recipe wins on its score alone."""
+    leads by 0.002 does not replace Task 4's; one that leads by 0.01 does; a different recipe wins on its score
+    alone."""
     import task5_transfer_learning as t5
 
     def summary(val, std=0.01):
