@@ -10,8 +10,8 @@ seeds and plain recipe, the encoder started from the AE's weights, a fresh MLP, 
 fine-tuned -> the augmented recipe and its schedule alone, the augmented recipe at other learning
 rates (lr/3, lr×3, lr×9, lr×27), and a frozen encoder (plain and augmented) as controls -> the recipe with
 the best validation accuracy is the answer (another learning rate only if it leads by more than one standard
-error) -> what pre-training adds: each recipe minus Task 4's
-recipe with equal settings, over the same seeds -> figure and results/task5_transfer_learning.json.
+error) -> what pre-training adds: each recipe minus Task 4's recipe with equal settings, over the same seeds
+-> figure and results/task5_transfer_learning.json.
 """
 import sys
 import time
